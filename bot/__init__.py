@@ -1,0 +1,1 @@
+"""IT help desk bot for Slack and Microsoft Teams."""

@@ -1,0 +1,106 @@
+"""Ports: what the core needs from the outside world, as protocols.
+
+Implementations live at the edges (bot/graph, bot/kb, bot/tickets, bot/channels...) and are wired
+in bot/app.py. The core and the engine depend only on these shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot.core.models import Button, Person, PlatformUser
+
+
+# ----- directory --------------------------------------------------------------------------------
+
+
+class PersonResolver(Protocol):
+    """Finds the directory person behind a platform account. Never uses anything the person typed."""
+
+    async def resolve(self, user: PlatformUser) -> Person | None: ...
+
+
+# ----- knowledge base ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KbHit:
+    article_id: str
+    title: str
+    summary: str
+    score: float
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KbResult:
+    """Search results, best first, with a confidence band the flows act on:
+    `high` (here is your answer), `medium` (maybe one of these), `none` (no good match)."""
+
+    query: str
+    hits: tuple[KbHit, ...]
+    confidence: str  # high | medium | none
+
+
+class KnowledgeBase(Protocol):
+    def search(self, query: str, limit: int = 3, category: str | None = None) -> KbResult: ...
+
+    def article_ids(self) -> frozenset[str]: ...
+
+    def render_article(self, article_id: str) -> Mapping[str, Any] | None:
+        """Title, summary, body sections for "Show me" (the renderer formats them per platform)."""
+        ...
+
+
+# ----- self-service actions ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    name: str
+    person: Person
+    args: Mapping[str, str]
+    conversation_key: str
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What a self-service action did.
+
+    `code` is machine-readable ("done", "already_member", "protected", "forbidden", "unavailable",
+    "rate_limited", "pending_approval", "needs_input"...). `message` is plain text safe to show the
+    person. `secret` is shown once, privately, to the person and kept nowhere. `needs_input` asks the
+    person for `input_slot` (with `prompt`, optionally `choices`) and the action is run again with it.
+    `escalate` asks the flow to open a ticket (possible security issue, missing permission...).
+    """
+
+    ok: bool
+    code: str
+    message: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    secret: str | None = None
+    escalate: bool = False
+    input_slot: str | None = None
+    prompt: str | None = None
+    choices: Sequence[Button] = ()
+    request_id: str | None = None
+
+
+class ActionContext(Protocol):
+    """What an action may do besides calling the directory: audit and notify, in the turn's
+    transaction (so a crash loses nothing and repeats nothing)."""
+
+    def emit(self, type: str, **data: Any) -> None: ...
+
+    async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
+        """A direct message to a person, through the outbox."""
+        ...
+
+
+class ActionRunner(Protocol):
+    def names(self) -> frozenset[str]: ...
+
+    async def run(self, request: ActionRequest, ctx: ActionContext) -> ActionOutcome: ...

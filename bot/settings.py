@@ -1,0 +1,311 @@
+"""Typed settings: `config/helpdesk.yaml`, overridden by `HELPDESK_<SECTION>__<KEY>` env vars.
+
+`HELPDESK_CONFIG` names another YAML file. Secrets (`SecretStr` fields) are accepted only from the
+environment: a secret written in a YAML file stops start-up. Relative paths are resolved against
+the project root (the folder holding `config/`), so the bot behaves the same from any directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "helpdesk.yaml"
+
+
+class SettingsError(Exception):
+    """Invalid settings, with the file, key and what was expected."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AppSettings(Section):
+    name: str = "Help Desk"
+    data_dir: Path = Path("data")
+    timezone: str = "UTC"
+    # Where people are pointed for things that are not IT (out_of_scope flow).
+    hr_contact: str = "the HR portal"
+    facilities_contact: str = "the facilities desk"
+
+
+class DatabaseSettings(Section):
+    # Empty means a SQLite file `helpdesk.db` in app.data_dir.
+    url: str = ""
+    echo: bool = False
+    pool_size: int = Field(default=10, ge=1)
+
+
+class LogSettings(Section):
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class DirectorySettings(Section):
+    backend: Literal["demo", "graph"] = "demo"
+    demo_file: Path = Path("config/demo_directory.yaml")
+    cache_seconds: int = Field(default=600, ge=0)
+
+
+class GraphSettings(Section):
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: SecretStr | None = None
+    certificate_path: Path | None = None
+    certificate_thumbprint: str = ""
+    authority_host: str = "https://login.microsoftonline.com"
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    retry_budget_seconds: float = Field(default=30.0, ge=0)
+
+
+class SlackSettings(Section):
+    enabled: bool = False
+    mode: Literal["http", "socket"] = "http"
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = None
+    api_url: str = "https://slack.com/api/"
+    queue_channel: str = ""
+
+
+class TeamsSettings(Section):
+    enabled: bool = False
+    app_id: str = ""
+    app_password: SecretStr | None = None
+    tenant_id: str = ""
+    # Development only: accept unauthenticated requests. Refused when app_id is set.
+    allow_anonymous: bool = False
+
+
+class FlowSettings(Section):
+    dir: Path = Path("flows")
+    idle_timeout_minutes: int = Field(default=60, ge=1)
+    # A conversation idle longer than this is forgotten entirely (no "pick up where you left off").
+    resume_window_hours: int = Field(default=24, ge=1)
+
+
+class TriageSettings(Section):
+    # Confidence at or above which a flow starts without asking.
+    start_threshold: float = Field(default=0.55, ge=0, le=1)
+    # Below this nothing fits: the knowledge base, then a person.
+    min_confidence: float = Field(default=0.30, ge=0, le=1)
+    # When the runner-up is within this margin of the best, offer "Did you mean".
+    ambiguity_margin: float = Field(default=0.08, ge=0, le=1)
+
+
+class KbSettings(Section):
+    dir: Path = Path("kb_articles")
+    reload_seconds: float = Field(default=5.0, ge=0)
+
+
+class RoleSettings(Section):
+    technicians: list[str] = Field(default_factory=list)
+    admins: list[str] = Field(default_factory=list)
+    technician_groups: list[str] = Field(default_factory=list)
+    admin_groups: list[str] = Field(default_factory=list)
+
+
+class OutboxSettings(Section):
+    in_process: bool = True
+    poll_seconds: float = Field(default=0.5, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=3000, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HELPDESK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    app: AppSettings = Field(default_factory=AppSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    teams: TeamsSettings = Field(default_factory=TeamsSettings)
+    flows: FlowSettings = Field(default_factory=FlowSettings)
+    triage: TriageSettings = Field(default_factory=TriageSettings)
+    kb: KbSettings = Field(default_factory=KbSettings)
+    roles: RoleSettings = Field(default_factory=RoleSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    # Not a setting: which file the values came from, for messages.
+    config_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("config_file", mode="before")
+    @classmethod
+    def _keep_path(cls, value: Any) -> Any:
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first (wins), then what the caller passed (the YAML file's contents).
+        return (env_settings, init_settings)
+
+    # ----- derived values -------------------------------------------------------------------
+
+    def path(self, value: Path) -> Path:
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.app.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'helpdesk.db'}"
+
+    @property
+    def flows_dir(self) -> Path:
+        return self.path(self.flows.dir)
+
+    @property
+    def kb_dir(self) -> Path:
+        return self.path(self.kb.dir)
+
+    @property
+    def demo_directory_file(self) -> Path:
+        return self.path(self.directory.demo_file)
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings with every secret replaced by a mask (for `config check`)."""
+        data = self.model_dump(mode="json", exclude={"config_file"})
+        for section_name, section in type(self).model_fields.items():
+            annotation = section.annotation
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                continue
+            for key, info in annotation.model_fields.items():
+                if _is_secret(info.annotation):
+                    value = getattr(getattr(self, section_name), key)
+                    data[section_name][key] = "********" if value else None
+        data["database"]["url"] = mask_url(self.database_url)
+        return data
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return SecretStr in getattr(annotation, "__args__", ())
+
+
+def mask_url(url: str) -> str:
+    """Hide a password embedded in a database URL."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _secret_paths() -> set[tuple[str, str]]:
+    found = set()
+    for section_name, section in Settings.model_fields.items():
+        annotation = section.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for key, info in annotation.model_fields.items():
+                if _is_secret(info.annotation):
+                    found.add((section_name, key))
+    return found
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line number of `section.key` in a YAML file, for error messages."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        if key_node.value != section:
+            continue
+        if key is None or not isinstance(value_node, yaml.MappingNode):
+            return int(key_node.start_mark.line) + 1
+        for sub_key, _ in value_node.value:
+            if sub_key.value == key:
+                return int(sub_key.start_mark.line) + 1
+        return int(key_node.start_mark.line) + 1
+    return None
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise SettingsError(f"{path}: settings file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read settings file: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise SettingsError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return {}, text
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}:1: expected a mapping of sections (app:, database:, ...)")
+    return data, text
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from YAML and the environment, or raise SettingsError naming what is wrong."""
+    chosen = config_file or os.environ.get("HELPDESK_CONFIG") or DEFAULT_CONFIG
+    path = Path(chosen)
+    data, text = _read_yaml(path)
+    for section, key in _secret_paths():
+        value = data.get(section)
+        if isinstance(value, dict) and value.get(key) not in (None, ""):
+            line = _line_of(text, section, key)
+            env = f"HELPDESK_{section.upper()}__{key.upper()}"
+            raise SettingsError(
+                f"{path}:{line}: {section}.{key} is a secret and is read only from the environment; "
+                f"remove it from the file and set {env}"
+            )
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            dotted = ".".join(loc)
+            line = _line_of(text, loc[0], loc[1] if len(loc) > 1 else None) if loc else None
+            where = f"{path}:{line}" if line else f"{path} (or HELPDESK_{'__'.join(loc).upper()})"
+            problems.append(f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+    settings.config_file = path
+    return settings
