@@ -1,0 +1,422 @@
+"""The one path every message takes (DESIGN.md, "One path for every message").
+
+1. Drop duplicates by event id.  2. Resolve the sender to a directory person.  3. Load the
+conversation state under a lock.  4. Let the handlers decide (ticket commands, relays, outages...,
+and last the flow engine).  5. Commit state, events and outbox rows in one transaction, then hand
+the replies to the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.core.models import Address, Button, Incoming, Outbound, Person, Platform, Reply
+from bot.core.ports import (
+    ActionOutcome,
+    ActionRequest,
+    ActionRunner,
+    KbHit,
+    KbResult,
+    KnowledgeBase,
+    PersonResolver,
+)
+from bot.engine.engine import (
+    V_HUMAN,
+    ActionAnswer,
+    ConversationState,
+    Emit,
+    Engine,
+    FlowRuntimeError,
+    KbAnswer,
+    OpenTicket,
+    Retriage,
+    RunAction,
+    Say,
+    SearchKb,
+    ShowArticle,
+    TicketAnswer,
+    Transition,
+    TriageGuess,
+    UserTurn,
+)
+from bot.render.renderer import Renderer
+from bot.store.repos import ConcurrentUpdate, UnitOfWork
+
+log = logging.getLogger("bot.pipeline")
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class TriageModel(Protocol):
+    def classify(self, text: str) -> TriageGuess: ...
+
+
+class TicketDesk(Protocol):
+    """Opens tickets for flows (bot/tickets implements it)."""
+
+    async def open_for_flow(self, turn: Turn, request: OpenTicket, summary: str) -> TicketAnswer: ...
+
+
+class TurnHandler(Protocol):
+    """Gets a turn before the flow engine; returns True when it handled it."""
+
+    async def handle(self, turn: Turn) -> bool: ...
+
+
+@dataclass(slots=True)
+class TurnResult:
+    replies: list[Outbound] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    duplicate: bool = False
+    person: Person | None = None
+
+
+@dataclass(slots=True)
+class Turn:
+    """One message being handled: everything a handler needs, in one transaction."""
+
+    incoming: Incoming
+    person: Person
+    uow: UnitOfWork
+    state: ConversationState
+    renderer: Renderer
+    now: datetime
+    replies: list[Outbound] = field(default_factory=list)
+
+    @property
+    def platform(self) -> Platform:
+        return self.incoming.platform
+
+    def render(self, *, template: str | None = None, source: str | None = None,
+               context: Mapping[str, Any] | None = None, platform: Platform | None = None) -> str:
+        values = {"person": person_context(self.person), **dict(context or {})}
+        return self.renderer.text(platform or self.platform, template=template, source=source, context=values)
+
+    def reply(self, reply: Reply, *, address: Address | None = None) -> None:
+        """Answer in the conversation the message came from (sent after commit)."""
+        self.replies.append(Outbound(address=address or self.incoming.reply_to, reply=reply))
+        if reply.secret:
+            self.emit("reply", text="[shown once to its owner, not stored]", buttons=[], private=True)
+        else:
+            self.emit("reply", text=reply.text, buttons=[b.label for b in reply.buttons],
+                      **({"form": reply.form.form_id} if reply.form else {}))
+
+    def say(self, template: str, context: Mapping[str, Any] | None = None,
+            buttons: Sequence[Button] = (), private: bool = False) -> None:
+        self.reply(Reply(text=self.render(template=template, context=context), buttons=tuple(buttons),
+                         private=private, template=template))
+
+    def emit(self, type: str, **data: Any) -> dict[str, Any]:
+        return self.uow.emit(type, **data)
+
+    def send(self, outbound: Outbound, *, idempotency_key: str, group_key: str | None = None,
+             kind: str = "post") -> None:
+        """A message that must arrive elsewhere (queue channel, another person): via the outbox."""
+        self.uow.enqueue(outbound, idempotency_key=idempotency_key, group_key=group_key, kind=kind)
+
+
+def person_context(person: Person) -> dict[str, Any]:
+    first = person.display_name.split()[0] if person.display_name else person.email.split("@")[0]
+    return {"name": person.display_name, "first_name": first, "email": person.email}
+
+
+class _TurnActionContext:
+    """What a self-service action may do inside the turn: audit and notify through the outbox."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+
+    def emit(self, type: str, **data: Any) -> None:
+        self.turn.emit(type, **data)
+
+    async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
+        address = await self.turn.uow.direct_address(email) or Address(self.turn.platform, f"email:{email.lower()}")
+        key = f"notify:{self.turn.incoming.event_id}:{email}:{len(self.turn.uow.enqueued)}"
+        self.turn.send(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        resolver: PersonResolver,
+        engine: Engine,
+        triage: TriageModel,
+        renderer: Renderer,
+        kb: KnowledgeBase | None = None,
+        actions: ActionRunner | None = None,
+        tickets: TicketDesk | None = None,
+        handlers: Sequence[TurnHandler] = (),
+        clock: Clock = system_clock,
+        triage_thresholds: tuple[float, float, float] = (0.55, 0.30, 0.08),
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.resolver = resolver
+        self.engine = engine
+        self.triage = triage
+        self.renderer = renderer
+        self.kb = kb
+        self.actions = actions
+        self.tickets = tickets
+        self.handlers = list(handlers)
+        self.clock = clock
+        self.start_threshold, self.min_confidence, self.margin = triage_thresholds
+        self.on_commit = on_commit
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def add_handler(self, handler: TurnHandler) -> None:
+        self.handlers.append(handler)
+
+    async def handle(self, incoming: Incoming) -> TurnResult:
+        started = time.perf_counter()
+        lock = self._locks.get(incoming.conversation_key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[incoming.conversation_key] = lock
+        outcome = "ok"
+        try:
+            async with lock:
+                person = await self.resolver.resolve(incoming.sender)
+                for attempt in range(3):
+                    try:
+                        result = await self._handle_once(incoming, person)
+                        break
+                    except ConcurrentUpdate:
+                        if attempt == 2:
+                            raise
+                        log.warning("conversation changed concurrently; retrying",
+                                    extra={"conversation": incoming.conversation_key})
+                outcome = "duplicate" if result.duplicate else "ok"
+                return result
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            log.info("message handled", extra={
+                "conversation": incoming.conversation_key, "event_id": incoming.event_id,
+                "platform": incoming.platform.value, "outcome": outcome,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            })
+
+    async def _handle_once(self, incoming: Incoming, person: Person | None) -> TurnResult:
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            uow = UnitOfWork(session, now=now, conversation_key=incoming.conversation_key,
+                             actor=person.email if person else incoming.sender.email)
+            if not await uow.first_time(f"{incoming.platform.value}:{incoming.event_id}"):
+                return TurnResult(duplicate=True, person=person)
+            if person is None:
+                uow.emit("person_unknown", platform=incoming.platform.value, user=incoming.sender.user_id)
+                text = self.renderer.text(incoming.platform, template="unknown_person", context={})
+                return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))], events=uow.events)
+            direct = incoming.reply_to if incoming.is_direct else None
+            await uow.remember_person(person, incoming.sender, direct)
+            state = await uow.lock_conversation(incoming.conversation_key, incoming.platform.value)
+            version = state.version
+            turn = Turn(incoming=incoming, person=person, uow=uow, state=state, renderer=self.renderer, now=now)
+            await self._decide(turn)
+            expires = now + self.engine.resume_window if turn.state.active else None
+            await uow.save_conversation(incoming.conversation_key, turn.state, version, person.email, expires)
+        if self.on_commit is not None and uow.enqueued:
+            self.on_commit()
+        return TurnResult(replies=turn.replies, events=uow.events, person=person)
+
+    # ----- decide --------------------------------------------------------------------------
+
+    async def _decide(self, turn: Turn) -> None:
+        for handler in self.handlers:
+            if await handler.handle(turn):
+                return
+        incoming = turn.incoming
+        user_turn = UserTurn(
+            text=incoming.text,
+            value=incoming.action.value if incoming.action else None,
+            form=incoming.action.values if incoming.action and incoming.action.form_values else None,
+        )
+        state = turn.state
+        try:
+            if state.active and self.engine.is_idle(state, turn.now):
+                ended = self.engine.resume_check(state, turn.now)
+                if ended is not None:
+                    await self._apply(turn, ended)
+                    state = turn.state
+                elif user_turn.text and user_turn.value is None:
+                    await self._apply(turn, self.engine.idle_prompt(state, user_turn.text, turn.now))
+                    return
+            if state.active or state.awaiting == "did_you_mean":
+                await self._apply(turn, self.engine.advance(state, user_turn, turn.now))
+                return
+            if user_turn.value is not None and user_turn.value.startswith("start:"):
+                flow_id = user_turn.value.removeprefix("start:")
+                if flow_id in self.engine.flows:
+                    await self._apply(turn, self.engine.start(state, flow_id, "", turn.now))
+                    return
+            if user_turn.value == V_HUMAN and "human" in self.engine.flows:
+                await self._apply(turn, self.engine.start(state, "human", "", turn.now))
+                return
+            text = (user_turn.text or "").strip()
+            if not text:
+                if user_turn.value is not None:
+                    # A button from a conversation that has since ended.
+                    turn.say("stale_button")
+                else:
+                    turn.say("help")
+                return
+            await self._route(turn, text)
+        except FlowRuntimeError as exc:
+            log.error("flow error: %s", exc, extra={"conversation": incoming.conversation_key})
+            turn.emit("flow_error", flow=state.flow_id, step=state.step_id, error=str(exc)[:500])
+            if state.flow_id:
+                turn.emit("flow_ended", flow=state.flow_id, outcome="abandoned")
+            turn.state = ConversationState(version=state.version)
+            turn.say("error", buttons=[Button("Talk to a person", V_HUMAN)])
+
+    async def _route(self, turn: Turn, text: str) -> None:
+        guess = self.triage.classify(text)
+        turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
+        await self._apply(turn, self.engine.route(
+            turn.state, text, guess, turn.now,
+            start_threshold=self.start_threshold, min_confidence=self.min_confidence, margin=self.margin))
+
+    async def _apply(self, turn: Turn, transition: Transition) -> None:
+        """Carry out a transition's effects, feeding results back into the engine."""
+        turn.state = transition.state
+        pending: deque[Any] = deque(transition.effects)
+        rounds = 0
+        while pending:
+            rounds += 1
+            if rounds > 500:
+                raise FlowRuntimeError("too many effects in one turn")
+            effect = pending.popleft()
+            follow: Transition | None = None
+            if isinstance(effect, Say):
+                self._say(turn, effect)
+            elif isinstance(effect, Emit):
+                turn.emit(effect.type, **self._event_data(effect))
+            elif isinstance(effect, SearchKb):
+                follow = self.engine.advance(turn.state, KbAnswer(self._search(turn, effect)), turn.now)
+            elif isinstance(effect, ShowArticle):
+                self._show_article(turn, effect.article_id)
+            elif isinstance(effect, RunAction):
+                follow = self.engine.advance(turn.state, await self._run_action(turn, effect), turn.now)
+            elif isinstance(effect, OpenTicket):
+                follow = self.engine.advance(turn.state, await self._open_ticket(turn, effect), turn.now)
+            elif isinstance(effect, Retriage):
+                if effect.text.strip():
+                    guess = self.triage.classify(effect.text)
+                    turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
+                    follow = self.engine.route(turn.state, effect.text, guess, turn.now,
+                                               start_threshold=self.start_threshold,
+                                               min_confidence=self.min_confidence, margin=self.margin)
+                else:
+                    turn.say("help")
+            if follow is not None:
+                turn.state = follow.state
+                pending.extendleft(reversed(follow.effects))
+
+    def _event_data(self, effect: Emit) -> dict[str, Any]:
+        data = dict(effect.data)
+        if effect.type == "kb_gap":
+            query = str(data.get("query", ""))
+            data = {"query": " ".join(query.lower().split())[:200], "example": query[:200]}
+        return data
+
+    def _flow_context(self, turn: Turn) -> dict[str, Any]:
+        flow = self.engine.flows.get(turn.state.flow_id or "")
+        ctx: dict[str, Any] = dict(turn.state.slots)
+        ctx.update({"slots": dict(turn.state.slots), "first_message": turn.state.first_message,
+                    "flow": {"id": flow.id, "title": flow.title} if flow else {}})
+        return ctx
+
+    def _say(self, turn: Turn, say: Say) -> None:
+        context = {**self._flow_context(turn), **dict(say.context)}
+        text = turn.render(template=say.template if not say.text else None, source=say.text, context=context)
+        turn.reply(Reply(text=text, buttons=say.buttons, form=say.form, private=say.private,
+                         template=say.template))
+
+    def _search(self, turn: Turn, effect: SearchKb) -> KbResult:
+        query = turn.render(source=effect.query, context=self._flow_context(turn), platform=Platform.CONSOLE)
+        query = query.strip() or turn.state.first_message
+        if self.kb is None:
+            return KbResult(query=query, hits=(), confidence="none")
+        result = self.kb.search(query, limit=effect.limit, category=effect.category)
+        if not effect.pinned:
+            return result
+        pinned: list[KbHit] = []
+        for article_id in effect.pinned:
+            article = self.kb.render_article(article_id)
+            if article is not None:
+                pinned.append(KbHit(article_id, str(article.get("title", article_id)),
+                                    str(article.get("summary", "")), 1.0, article.get("url")))
+        seen = {h.article_id for h in pinned}
+        hits = (pinned + [h for h in result.hits if h.article_id not in seen])[: effect.limit]
+        return KbResult(query=query, hits=tuple(hits), confidence="high" if pinned else result.confidence)
+
+    def _show_article(self, turn: Turn, article_id: str) -> None:
+        article = self.kb.render_article(article_id) if self.kb else None
+        if article is None:
+            turn.say("article_missing", {"article_id": article_id})
+            return
+        from bot.kb.render import article_to_text
+
+        body = article_to_text(article, max_chars=2500, platform=turn.platform.value)
+        from markupsafe import Markup
+
+        turn.say("kb_article", {"title": article.get("title", ""), "summary": article.get("summary", ""),
+                                "body": Markup(body)},  # noqa: S704 - article_to_text escapes for the platform
+                 buttons=[Button("This solved it", "kb:solved", "primary"), Button("Still need help", "kb:unsolved")])
+
+    async def _run_action(self, turn: Turn, effect: RunAction) -> ActionAnswer:
+        context = self._flow_context(turn)
+        args = {k: turn.render(source=v, context=context, platform=Platform.CONSOLE) for k, v in effect.args.items()}
+        args.update(effect.inputs)  # raw answers, never rendered as templates
+        if self.actions is None or effect.name not in self.actions.names():
+            outcome = ActionOutcome(ok=False, code="unavailable",
+                                    message="That self-service action isn't available here.", escalate=True)
+            turn.emit("action", name=effect.name, ok=False, code="unavailable")
+            return ActionAnswer(outcome)
+        request = ActionRequest(name=effect.name, person=turn.person, args=args,
+                                conversation_key=turn.incoming.conversation_key)
+        try:
+            outcome = await self.actions.run(request, _TurnActionContext(turn))
+        except Exception as exc:  # an action must never take the conversation down
+            log.exception("action %s failed", effect.name)
+            turn.emit("action", name=effect.name, ok=False, code="error", error=type(exc).__name__)
+            outcome = ActionOutcome(ok=False, code="error", escalate=True,
+                                    message="I couldn't complete that because of a problem on our side.")
+        shown = False
+        if outcome.secret:
+            secret = outcome.secret
+            label = str(outcome.data.get("secret_label", "Your temporary password"))
+            advice = str(outcome.data.get("secret_advice", ""))
+            text = turn.render(template="secret_once", context={"secret": secret, "label": label, "advice": advice})
+            turn.reply(Reply(text=text, private=True, secret=True, template="secret_once"))
+            outcome = replace(outcome, secret=None)
+            shown = True
+        return ActionAnswer(outcome, secret_shown=shown)
+
+    async def _open_ticket(self, turn: Turn, effect: OpenTicket) -> TicketAnswer:
+        context = self._flow_context(turn)
+        summary = turn.render(source=effect.summary, context=context, platform=Platform.CONSOLE)[:300]
+        impact = turn.render(source=effect.impact, context=context, platform=Platform.CONSOLE).strip().lower()
+        urgency = turn.render(source=effect.urgency, context=context, platform=Platform.CONSOLE).strip().lower()
+        request = replace(effect, impact=impact or "low", urgency=urgency or "low")
+        if self.tickets is None:
+            raise FlowRuntimeError("no ticket desk is configured")
+        return await self.tickets.open_for_flow(turn, request, summary)

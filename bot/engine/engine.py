@@ -1,0 +1,739 @@
+"""The pure conversation engine: `advance(state, stimulus, ...) -> Transition`.
+
+It reads a flow and the conversation state, and returns the next state and a list of effects
+(say, search the knowledge base, run an action, open a ticket, record an event). It does no I/O:
+the core runs the effects and feeds results (search hits, action outcomes, ticket ids) back in as
+stimuli. Everything here is testable without mocks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.core.models import Button, Form, FormField
+from bot.core.ports import ActionOutcome, KbResult
+from bot.engine.spec import (
+    ActionStep,
+    AskStep,
+    BranchStep,
+    Choice,
+    EndStep,
+    EscalateStep,
+    Flow,
+    KbStep,
+    SayStep,
+)
+
+FALLBACK_FLOW = "fallback"
+HUMAN_FLOW = "human"
+
+# Button values the engine understands. Flows' own choices are prefixed with "choice:".
+V_START = "start:"
+V_CHOICE = "choice:"
+V_KB_SHOW = "kb:show:"
+V_KB_SOLVED = "kb:solved"
+V_KB_UNSOLVED = "kb:unsolved"
+V_CONFIRM_YES = "confirm:yes"
+V_CONFIRM_NO = "confirm:no"
+V_RESUME = "resume:continue"
+V_RESUME_NEW = "resume:new"
+V_SOMETHING_ELSE = "triage:other"
+V_CANCEL = "flow:cancel"
+V_HUMAN = "flow:human"
+# Answers an action asked for (needs_input) are kept under this prefix until the action finishes.
+INPUT_PREFIX = "input_"
+
+
+# ----- state, stimuli, effects ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    """What the bot remembers of one conversation. JSON-serialisable through `to_row`/`from_row`."""
+
+    flow_id: str | None = None
+    step_id: str | None = None
+    slots: Mapping[str, Any] = field(default_factory=dict)
+    # What the conversation waits for: answer | choice | form | kb_feedback | kb_results | confirm |
+    # action_result | action_input | ticket | did_you_mean | resume | None
+    awaiting: str | None = None
+    first_message: str = ""
+    tried_articles: tuple[str, ...] = ()
+    tried_actions: tuple[str, ...] = ()
+    offered: tuple[str, ...] = ()  # button values offered with the last question
+    pending_text: str = ""  # a message kept while asking "pick up where we left off?"
+    action_input_slot: str | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.flow_id is not None
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "awaiting": self.awaiting,
+            "first_message": self.first_message,
+            "tried_articles": list(self.tried_articles),
+            "tried_actions": list(self.tried_actions),
+            "offered": list(self.offered),
+            "pending_text": self.pending_text,
+            "action_input_slot": self.action_input_slot,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+        }
+
+    @classmethod
+    def from_data(cls, flow_id: str | None, step_id: str | None, slots: Mapping[str, Any],
+                  data: Mapping[str, Any], version: int, updated_at: datetime | None) -> ConversationState:
+        started = data.get("started_at")
+        return cls(
+            flow_id=flow_id,
+            step_id=step_id,
+            slots=dict(slots),
+            awaiting=data.get("awaiting"),
+            first_message=str(data.get("first_message") or ""),
+            tried_articles=tuple(data.get("tried_articles") or ()),
+            tried_actions=tuple(data.get("tried_actions") or ()),
+            offered=tuple(data.get("offered") or ()),
+            pending_text=str(data.get("pending_text") or ""),
+            action_input_slot=data.get("action_input_slot"),
+            started_at=datetime.fromisoformat(started) if started else None,
+            updated_at=updated_at,
+            version=version,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UserTurn:
+    text: str | None = None
+    value: str | None = None  # a clicked button's value
+    form: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KbAnswer:
+    result: KbResult
+
+
+@dataclass(frozen=True, slots=True)
+class ActionAnswer:
+    """An action's outcome, with any secret already taken out by the core."""
+
+    outcome: ActionOutcome
+    secret_shown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TicketAnswer:
+    ticket_id: str
+    priority: str
+    first_response: str  # human text: "within 4 business hours"
+    existing: bool = False
+
+
+Stimulus = UserTurn | KbAnswer | ActionAnswer | TicketAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class TriageGuess:
+    intent: str
+    confidence: float
+    alternatives: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    text: str | None = None  # inline Jinja source (from a flow)
+    template: str | None = None  # a named template
+    context: Mapping[str, Any] = field(default_factory=dict)
+    buttons: tuple[Button, ...] = ()
+    form: Form | None = None
+    private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchKb:
+    query: str
+    pinned: tuple[str, ...] = ()
+    limit: int = 3
+    category: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowArticle:
+    article_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunAction:
+    name: str
+    args: Mapping[str, str]  # Jinja sources from the flow file
+    inputs: Mapping[str, str] = field(default_factory=dict)  # raw answers the action asked for
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTicket:
+    category: str
+    impact: str
+    urgency: str
+    summary: str
+    flow_id: str
+    details: Mapping[str, Any]
+    tried_articles: tuple[str, ...]
+    tried_actions: tuple[str, ...]
+    first_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retriage:
+    """Sort this text afresh (the person moved on from a question or a paused flow)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Effect = Say | SearchKb | ShowArticle | RunAction | OpenTicket | Emit | Retriage
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    state: ConversationState
+    effects: tuple[Effect, ...] = ()
+
+
+class FlowRuntimeError(Exception):
+    """The conversation refers to something the flow no longer has (an edited flow file)."""
+
+
+# ----- text helpers -----------------------------------------------------------------------------
+
+_CANCEL = {"cancel", "stop", "quit", "exit", "nevermind", "never mind", "forget it", "abort"}
+_RESTART = {"start over", "restart", "start again", "begin again", "reset conversation"}
+_HUMAN = {
+    "talk to a person", "talk to a human", "speak to a person", "speak to a human", "human",
+    "agent", "real person", "a person", "technician", "talk to someone", "speak to someone",
+    "talk to an agent", "live agent", "person please", "human please", "operator",
+}
+_YES = {"yes", "y", "yep", "yeah", "sure", "ok", "okay", "please", "go ahead", "do it", "yes please"}
+_NO = {"no", "n", "nope", "nah", "no thanks", "don't", "dont"}
+_SOLVED = {"solved", "this solved it", "that solved it", "fixed", "it worked", "worked", "thanks that worked",
+           "that fixed it", "yes that worked"}
+_UNSOLVED = {"still need help", "not solved", "didn't work", "didnt work", "did not work", "no luck",
+             "still broken", "still not working", "nope still broken"}
+
+
+def normalise(text: str | None) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s'@.-]", " ", (text or "").lower())).strip(" .!?")
+
+
+def global_command(text: str | None) -> str | None:
+    """"cancel", "start over" or "talk to a person", wherever the person is in a flow."""
+    said = normalise(text)
+    if not said:
+        return None
+    if said in _CANCEL:
+        return "cancel"
+    if said in _RESTART:
+        return "restart"
+    if said in _HUMAN or re.fullmatch(r"(i want to |can i |let me |please )?(talk|speak|chat) (to|with) "
+                                      r"(a |an |some )?(person|human|someone|agent|technician|"
+                                      r"somebody|real person)( please)?", said):
+        return "human"
+    return None
+
+
+def _context(state: ConversationState, flow: Flow | None, extra: Mapping[str, Any] | None = None,
+             person: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    ctx: dict[str, Any] = dict(state.slots)
+    ctx["slots"] = dict(state.slots)
+    ctx["first_message"] = state.first_message
+    ctx["flow"] = {"id": flow.id, "title": flow.title} if flow else {}
+    if person:
+        ctx["person"] = dict(person)
+    if extra:
+        ctx.update(extra)
+    return ctx
+
+
+def _matches(value: Any, accepted: str | list[str]) -> bool:
+    options = accepted if isinstance(accepted, list) else [accepted]
+    text = str(value if value is not None else "").lower()
+    return any(text == str(o).lower() for o in options) or ("*" in options and bool(text))
+
+
+def _pick_choice(choices: Sequence[Choice], turn: UserTurn) -> Choice | None:
+    if turn.value and turn.value.startswith(V_CHOICE):
+        wanted = turn.value[len(V_CHOICE):]
+        return next((c for c in choices if c.value == wanted), None)
+    said = normalise(turn.text)
+    if not said:
+        return None
+    if said.isdigit() and 1 <= int(said) <= len(choices):
+        return choices[int(said) - 1]
+    for choice in choices:
+        if said in (normalise(choice.label), normalise(choice.value)):
+            return choice
+    starts = [c for c in choices if normalise(c.label).startswith(said) or said.startswith(normalise(c.label))]
+    return starts[0] if len(starts) == 1 else None
+
+
+def _choice_buttons(choices: Sequence[Choice]) -> tuple[Button, ...]:
+    return tuple(Button(c.label, V_CHOICE + c.value) for c in choices)
+
+
+def _form(step: AskStep) -> Form:
+    return Form(
+        form_id=step.id,
+        title=step.title or "A few details",
+        fields=tuple(
+            FormField(
+                name=f.name, label=f.label, kind=f.kind, required=f.required,
+                options=tuple(Button(o.label, o.value) for o in f.options),
+                pattern=f.pattern, placeholder=f.placeholder,
+            )
+            for f in step.fields
+        ),
+    )
+
+
+# ----- the engine -------------------------------------------------------------------------------
+
+
+class Engine:
+    """Advances conversations through flows. Holds only the flows (data); no I/O."""
+
+    def __init__(self, flows: Mapping[str, Flow], *, idle_timeout: timedelta = timedelta(minutes=60),
+                 resume_window: timedelta = timedelta(hours=24)) -> None:
+        self.flows = flows
+        self.idle_timeout = idle_timeout
+        self.resume_window = resume_window
+
+    # -- entry points --
+
+    def start(self, state: ConversationState, flow_id: str, first_message: str, now: datetime,
+              *, slots: Mapping[str, Any] | None = None) -> Transition:
+        flow = self.flows.get(flow_id)
+        if flow is None:
+            raise FlowRuntimeError(f"no flow {flow_id!r}")
+        fresh = ConversationState(
+            flow_id=flow.id, step_id=flow.steps[0].id, slots=dict(slots or {}),
+            first_message=first_message, started_at=now, updated_at=now, version=state.version,
+        )
+        effects: list[Effect] = [Emit("flow_started", {"flow": flow.id})]
+        return self._run(fresh, flow, flow.steps[0].id, effects)
+
+    def route(self, state: ConversationState, text: str, guess: TriageGuess, now: datetime, *,
+              start_threshold: float, min_confidence: float, margin: float) -> Transition:
+        """No flow is active: start the flow triage chose, ask "Did you mean", or fall back."""
+        alternatives = [a for a in guess.alternatives if a[0] != guess.intent and a[0] in self.flows]
+        close = [a for a in alternatives if guess.confidence - a[1] <= margin and a[1] >= min_confidence]
+        if guess.intent in self.flows and guess.confidence >= start_threshold and not close:
+            return self.start(state, guess.intent, text, now)
+        if guess.intent in self.flows and guess.confidence >= min_confidence:
+            options = [guess.intent] + [a[0] for a in (close or alternatives)][:2]
+            buttons = tuple(Button(self.flows[o].title, V_START + o) for o in options)
+            buttons += (Button("Something else", V_SOMETHING_ELSE),)
+            new = replace(state, awaiting="did_you_mean", first_message=text, offered=tuple(b.value for b in buttons),
+                          updated_at=now)
+            return Transition(new, (Say(template="did_you_mean", context={"message": text}, buttons=buttons),))
+        return self.start(state, FALLBACK_FLOW, text, now) if FALLBACK_FLOW in self.flows else \
+            Transition(state, (Say(template="no_match", context={"message": text}),))
+
+    def resume_check(self, state: ConversationState, now: datetime) -> Transition | None:
+        """Called before a new message. An idle flow is either offered back or forgotten."""
+        if not state.active or state.updated_at is None or state.awaiting == "resume":
+            return None
+        idle = now - state.updated_at
+        if idle < self.idle_timeout:
+            return None
+        flow = self.flows.get(state.flow_id or "")
+        if idle >= self.resume_window or flow is None:
+            return self._finish(state, flow, "abandoned", [])
+        return None
+
+    def advance(self, state: ConversationState, stimulus: Stimulus, now: datetime,
+                person: Mapping[str, Any] | None = None) -> Transition:
+        flow = self.flows.get(state.flow_id or "")
+        if isinstance(stimulus, UserTurn):
+            return self._user_turn(state, flow, stimulus, now)
+        if flow is None or state.step_id is None:
+            raise FlowRuntimeError("a result arrived for a conversation with no active flow")
+        step = self._step(flow, state.step_id)
+        state = replace(state, updated_at=now)
+        if isinstance(stimulus, KbAnswer) and isinstance(step, KbStep):
+            return self._kb_results(state, flow, step, stimulus.result)
+        if isinstance(stimulus, ActionAnswer) and isinstance(step, ActionStep):
+            return self._action_result(state, flow, step, stimulus)
+        if isinstance(stimulus, TicketAnswer):
+            return self._ticket_opened(state, flow, step, stimulus)
+        raise FlowRuntimeError(f"unexpected {type(stimulus).__name__} at step {step.id!r}")
+
+    def idle_prompt(self, state: ConversationState, text: str, now: datetime) -> Transition:
+        """Offer to pick up an idle flow; the new message is kept in case they want something new."""
+        flow = self.flows.get(state.flow_id or "")
+        title = flow.title if flow else "your earlier request"
+        buttons = (Button("Pick up where we left off", V_RESUME), Button("Start something new", V_RESUME_NEW))
+        new = replace(state, awaiting="resume", pending_text=text, offered=tuple(b.value for b in buttons),
+                      updated_at=now)
+        return Transition(new, (Say(template="resume_offer", context={"title": title}, buttons=buttons),))
+
+    def is_idle(self, state: ConversationState, now: datetime) -> bool:
+        return bool(state.active and state.updated_at and now - state.updated_at >= self.idle_timeout
+                    and state.awaiting != "resume")
+
+    # -- user input --
+
+    def _user_turn(self, state: ConversationState, flow: Flow | None, turn: UserTurn,
+                   now: datetime) -> Transition:
+        if state.awaiting == "did_you_mean" and not state.active:
+            return self._did_you_mean(state, turn, now)
+        if flow is None or state.step_id is None:
+            raise FlowRuntimeError("no active flow")
+        state = replace(state, updated_at=now)
+        if state.awaiting == "resume":
+            return self._resume(state, flow, turn, now)
+        command = "cancel" if turn.value == V_CANCEL else "human" if turn.value == V_HUMAN else \
+            global_command(turn.text) if turn.value is None else None
+        if command == "cancel":
+            return self._finish(state, flow, "abandoned", [Say(template="cancelled")])
+        if command == "restart":
+            restarted = self.start(ConversationState(version=state.version), flow.id, state.first_message, now)
+            return Transition(restarted.state,
+                              (Emit("flow_ended", {"flow": flow.id, "outcome": "abandoned"}),
+                               Say(template="restarting", context={"title": flow.title}), *restarted.effects))
+        if command == "human":
+            return self._escalate_now(state, flow, "The person asked for a technician.")
+        step = self._step(flow, state.step_id)
+        if state.awaiting in ("answer", "choice", "form") and isinstance(step, AskStep):
+            return self._answer(state, flow, step, turn)
+        if state.awaiting == "kb_feedback" and isinstance(step, KbStep):
+            return self._kb_feedback(state, flow, step, turn)
+        if state.awaiting == "confirm" and isinstance(step, ActionStep):
+            return self._confirm(state, flow, step, turn)
+        if state.awaiting == "action_input" and isinstance(step, ActionStep):
+            return self._action_input(state, flow, step, turn)
+        # Waiting for something the person cannot give (a search, an action): re-show where we are.
+        return Transition(state, (Say(template="still_working"),))
+
+    def _did_you_mean(self, state: ConversationState, turn: UserTurn, now: datetime) -> Transition:
+        value = turn.value or ""
+        if not value and turn.text:
+            said = normalise(turn.text)
+            for offered in state.offered:
+                if offered.startswith(V_START):
+                    flow = self.flows.get(offered[len(V_START):])
+                    if flow and said in (normalise(flow.title), flow.id):
+                        value = offered
+            if said.isdigit() and 1 <= int(said) <= len(state.offered):
+                value = state.offered[int(said) - 1]
+        base = replace(state, awaiting=None, offered=())
+        if value.startswith(V_START) and value[len(V_START):] in self.flows:
+            return self.start(base, value[len(V_START):], state.first_message, now)
+        if value == V_SOMETHING_ELSE and FALLBACK_FLOW in self.flows:
+            return self.start(base, FALLBACK_FLOW, state.first_message, now)
+        return Transition(base, (Retriage(turn.text or ""),))
+
+    def _resume(self, state: ConversationState, flow: Flow, turn: UserTurn, now: datetime) -> Transition:
+        choice = turn.value
+        said = normalise(turn.text)
+        if choice is None and said in _YES | {"pick up where we left off", "continue", "1"}:
+            choice = V_RESUME
+        if choice == V_RESUME:
+            back = replace(state, awaiting=None, pending_text="")
+            step = self._step(flow, back.step_id or "")
+            return self._prompt_again(back, flow, step)
+        text = state.pending_text if choice == V_RESUME_NEW or said in _NO else (turn.text or "")
+        return self._finish(state, flow, "abandoned", [Retriage(text)])
+
+    def _answer(self, state: ConversationState, flow: Flow, step: AskStep, turn: UserTurn) -> Transition:
+        slots = dict(state.slots)
+        if step.input == "choice":
+            choice = _pick_choice(step.choices, turn)
+            if choice is None:
+                return Transition(state, (Say(text=step.retry_text, context=_context(state, flow),
+                                              buttons=_choice_buttons(step.choices)),))
+            slots[step.slot] = choice.value
+            slots[f"{step.slot}_label"] = choice.label
+            return self._run(replace(state, slots=slots, awaiting=None), flow,
+                             choice.next or step.next or flow.following(step.id), [])
+        if step.input == "form":
+            values = dict(turn.form or {})
+            problems = []
+            for spec in step.fields:
+                value = str(values.get(spec.name, "") or "").strip()
+                if spec.required and not value:
+                    problems.append(f"{spec.label} is required")
+                elif value and spec.pattern and not re.fullmatch(spec.pattern, value):
+                    problems.append(f"{spec.label} doesn't look right")
+                elif value and spec.kind == "choice" and value not in {o.value for o in spec.options}:
+                    problems.append(f"{spec.label}: pick one of the options")
+                slots[spec.name] = value[:2000]
+            if turn.form is None or problems:
+                say = Say(text=step.retry_text if problems else step.text, template=None if problems else step.template,
+                          context=_context(state, flow, {"problems": problems}), form=_form(step))
+                return Transition(state, (say,))
+            return self._run(replace(state, slots=slots, awaiting=None), flow, step.next or flow.following(step.id), [])
+        text = (turn.text or "").strip()
+        if not text and turn.value:
+            text = turn.value.removeprefix(V_CHOICE)
+        if not text or (step.pattern and not re.fullmatch(step.pattern, text)):
+            return Transition(state, (Say(text=step.retry_text, context=_context(state, flow)),))
+        slots[step.slot] = text[:4000]
+        return self._run(replace(state, slots=slots, awaiting=None), flow, step.next or flow.following(step.id), [])
+
+    def _kb_feedback(self, state: ConversationState, flow: Flow, step: KbStep, turn: UserTurn) -> Transition:
+        value = turn.value or ""
+        said = normalise(turn.text)
+        if not value:
+            if said in _SOLVED or said in _YES:
+                value = V_KB_SOLVED
+            elif said in _UNSOLVED or said in _NO:
+                value = V_KB_UNSOLVED
+            elif said.isdigit() and 1 <= int(said) <= len(state.offered):
+                value = state.offered[int(said) - 1]
+        if value.startswith(V_KB_SHOW):
+            article = value[len(V_KB_SHOW):]
+            return Transition(state, (Emit("kb_opened", {"article": article}), ShowArticle(article)))
+        if value == V_KB_SOLVED:
+            effects: list[Effect] = [Emit("kb_solved", {"articles": list(state.tried_articles[-step.limit:])})]
+            if step.on_solved:
+                return self._run(replace(state, awaiting=None), flow, step.on_solved, effects)
+            effects.append(Say(template="glad_it_helped"))
+            return self._finish(state, flow, "deflected", effects)
+        if value == V_KB_UNSOLVED:
+            effects = [Emit("kb_unsolved", {"articles": list(state.tried_articles[-step.limit:])})]
+            target = step.on_unsolved or step.next or flow.following(step.id)
+            return self._run(replace(state, awaiting=None), flow, target, effects)
+        # Free text while articles are shown: keep it as more detail and ask again.
+        slots = dict(state.slots)
+        if turn.text:
+            slots["more_detail"] = (str(slots.get("more_detail", "")) + " " + turn.text).strip()[:4000]
+        return Transition(replace(state, slots=slots),
+                          (Say(template="kb_feedback_prompt", buttons=self._kb_buttons(state.offered)),))
+
+    def _confirm(self, state: ConversationState, flow: Flow, step: ActionStep, turn: UserTurn) -> Transition:
+        said = normalise(turn.text)
+        if turn.value == V_CONFIRM_YES or (turn.value is None and said in _YES):
+            return self._run_action(replace(state, awaiting=None), flow, step, [])
+        if turn.value == V_CONFIRM_NO or (turn.value is None and said in _NO):
+            effects: list[Effect] = [Say(template="action_declined")]
+            if step.on_failure:
+                return self._run(replace(state, awaiting=None), flow, step.on_failure, effects)
+            return self._finish(state, flow, "abandoned", effects)
+        return self._prompt_again(state, flow, step)
+
+    def _action_input(self, state: ConversationState, flow: Flow, step: ActionStep, turn: UserTurn) -> Transition:
+        slot = state.action_input_slot or "input"
+        value = turn.value.removeprefix(V_CHOICE) if turn.value else (turn.text or "").strip()
+        if not value:
+            return self._prompt_again(state, flow, step)
+        slots = dict(state.slots)
+        slots[INPUT_PREFIX + slot] = value[:500]
+        return self._run_action(replace(state, slots=slots, awaiting=None), flow, step, [])
+
+    # -- results from the core --
+
+    def _kb_results(self, state: ConversationState, flow: Flow, step: KbStep, result: KbResult) -> Transition:
+        hits = list(result.hits)
+        if not hits or result.confidence == "none":
+            effects: list[Effect] = [Emit("kb_gap", {"query": result.query})]
+            target = step.on_no_match or step.on_unsolved or step.next or flow.following(step.id)
+            return self._run(replace(state, awaiting=None), flow, target, effects)
+        ids = tuple(h.article_id for h in hits)
+        buttons = tuple(Button(f"Show me {n}" if len(hits) > 1 else "Show me", V_KB_SHOW + h.article_id)
+                        for n, h in enumerate(hits, 1))
+        buttons += (Button("This solved it", V_KB_SOLVED, "primary"), Button("Still need help", V_KB_UNSOLVED))
+        new = replace(state, awaiting="kb_feedback", tried_articles=state.tried_articles + ids,
+                      offered=tuple(b.value for b in buttons))
+        context = _context(state, flow, {
+            "intro": step.text or "",
+            "confidence": result.confidence,
+            "hits": [{"id": h.article_id, "title": h.title, "summary": h.summary, "url": h.url} for h in hits],
+        })
+        return Transition(new, (
+            Emit("kb_suggested", {"articles": list(ids), "query": result.query}),
+            Say(template=step.template or "kb_results", context=context, buttons=buttons),
+        ))
+
+    def _action_result(self, state: ConversationState, flow: Flow, step: ActionStep,
+                       answer: ActionAnswer) -> Transition:
+        outcome = answer.outcome
+        slots = dict(state.slots)
+        slots.update({f"{step.action}_{k}": v for k, v in outcome.data.items() if isinstance(v, str | int | float | bool)})
+        slots["last_action"] = {"name": step.action, "ok": outcome.ok, "code": outcome.code}
+        if outcome.code != "needs_input":
+            slots = {k: v for k, v in slots.items() if not k.startswith(INPUT_PREFIX)}
+        state = replace(state, slots=slots, tried_actions=state.tried_actions + (f"{step.action}:{outcome.code}",))
+        effects: list[Effect] = []
+        if outcome.code == "needs_input" and outcome.input_slot:
+            buttons = tuple(Button(b.label, V_CHOICE + b.value) for b in outcome.choices)
+            new = replace(state, awaiting="action_input", action_input_slot=outcome.input_slot,
+                          offered=tuple(b.value for b in buttons))
+            return Transition(new, (Say(template="action_prompt",
+                                        context={"prompt": outcome.prompt or "Please answer:"}, buttons=buttons),))
+        if outcome.message:
+            effects.append(Say(template="action_message", context={"message": outcome.message, "ok": outcome.ok}))
+        if outcome.ok and not outcome.escalate:
+            return self._run(replace(state, awaiting=None), flow, step.on_success or step.next or
+                             flow.following(step.id), effects)
+        if step.on_failure and not outcome.escalate:
+            return self._run(replace(state, awaiting=None), flow, step.on_failure, effects)
+        reason = outcome.message or f"The {step.action} action did not succeed ({outcome.code})."
+        escalated = self._escalate_now(state, flow, reason)
+        return Transition(escalated.state, (*effects, *escalated.effects))
+
+    def _ticket_opened(self, state: ConversationState, flow: Flow, step: Any, answer: TicketAnswer) -> Transition:
+        effects: list[Effect] = [Say(template="ticket_opened", context={
+            "ticket_id": answer.ticket_id, "priority": answer.priority,
+            "first_response": answer.first_response, "existing": answer.existing,
+        })]
+        nxt = step.next if isinstance(step, EscalateStep) else None
+        if nxt:
+            return self._run(replace(state, awaiting=None), flow, nxt, effects)
+        return self._finish(state, flow, "escalated", effects)
+
+    # -- running steps --
+
+    def _step(self, flow: Flow, step_id: str) -> Any:
+        try:
+            return flow.step(step_id)
+        except KeyError:
+            raise FlowRuntimeError(f"flow {flow.id!r} has no step {step_id!r}") from None
+
+    def _run(self, state: ConversationState, flow: Flow, step_id: str | None,
+             effects: list[Effect]) -> Transition:
+        """Run steps from `step_id` until one waits for the person or the core, or the flow ends."""
+        guard = 0
+        while True:
+            guard += 1
+            if guard > 200:
+                raise FlowRuntimeError(f"flow {flow.id!r} ran 200 steps without waiting (a loop?)")
+            if step_id is None:
+                return self._finish(state, flow, "resolved", effects)
+            step = self._step(flow, step_id)
+            state = replace(state, step_id=step.id)
+            ctx = _context(state, flow)
+            if isinstance(step, SayStep):
+                effects.append(Say(text=step.text, template=step.template, context=ctx))
+                step_id = step.next or flow.following(step.id)
+            elif isinstance(step, BranchStep):
+                step_id = step.default
+                for case in step.cases:
+                    if all(_matches(state.slots.get(k), v) for k, v in case.when.items()):
+                        step_id = case.next
+                        break
+            elif isinstance(step, AskStep):
+                return self._ask(state, flow, step, effects)
+            elif isinstance(step, KbStep):
+                if step.text and step.template:
+                    effects.append(Say(text=step.text, context=ctx))
+                query = step.query or "{{ first_message }}"
+                new = replace(state, awaiting="kb_results")
+                effects.append(SearchKb(query=query, pinned=step.articles, limit=step.limit, category=flow.category))
+                return Transition(new, tuple(effects))
+            elif isinstance(step, ActionStep):
+                if step.text:
+                    effects.append(Say(text=step.text, context=ctx))
+                if step.confirm:
+                    buttons = (Button(step.confirm_label, V_CONFIRM_YES, "primary"), Button("No", V_CONFIRM_NO))
+                    new = replace(state, awaiting="confirm", offered=tuple(b.value for b in buttons))
+                    effects.append(Say(text=step.confirm, context=ctx, buttons=buttons))
+                    return Transition(new, tuple(effects))
+                return self._run_action(state, flow, step, effects)
+            elif isinstance(step, EscalateStep):
+                if step.text or step.template:
+                    effects.append(Say(text=step.text, template=step.template, context=ctx))
+                effects.append(self._ticket(state, flow, step))
+                return Transition(replace(state, awaiting="ticket"), tuple(effects))
+            elif isinstance(step, EndStep):
+                if step.text or step.template:
+                    effects.append(Say(text=step.text, template=step.template, context=ctx))
+                return self._finish(state, flow, step.outcome, effects)
+            else:  # pragma: no cover - the schema admits no other kind
+                raise FlowRuntimeError(f"unknown step kind at {step.id!r}")
+
+    def _ask(self, state: ConversationState, flow: Flow, step: AskStep, effects: list[Effect]) -> Transition:
+        ctx = _context(state, flow)
+        if step.input == "choice":
+            buttons = _choice_buttons(step.choices)
+            effects.append(Say(text=step.text, template=step.template, context=ctx, buttons=buttons))
+            new = replace(state, awaiting="choice", offered=tuple(b.value for b in buttons))
+        elif step.input == "form":
+            effects.append(Say(text=step.text, template=step.template, context=ctx, form=_form(step)))
+            new = replace(state, awaiting="form", offered=())
+        else:
+            effects.append(Say(text=step.text, template=step.template, context=ctx))
+            new = replace(state, awaiting="answer", offered=())
+        return Transition(new, tuple(effects))
+
+    def _run_action(self, state: ConversationState, flow: Flow, step: ActionStep,
+                    effects: list[Effect]) -> Transition:
+        inputs = {k[len(INPUT_PREFIX):]: str(v) for k, v in state.slots.items() if k.startswith(INPUT_PREFIX)}
+        effects.append(RunAction(name=step.action, args=dict(step.args), inputs=inputs))
+        return Transition(replace(state, step_id=step.id, awaiting="action_result"), tuple(effects))
+
+    def _prompt_again(self, state: ConversationState, flow: Flow, step: Any) -> Transition:
+        ctx = _context(state, flow)
+        if isinstance(step, AskStep):
+            return self._ask(state, flow, step, [])
+        if isinstance(step, KbStep) and state.awaiting in ("kb_feedback", None):
+            return Transition(replace(state, awaiting="kb_feedback"),
+                              (Say(template="kb_feedback_prompt", buttons=self._kb_buttons(state.offered)),))
+        if isinstance(step, ActionStep) and step.confirm and state.awaiting in ("confirm", None):
+            buttons = (Button(step.confirm_label, V_CONFIRM_YES, "primary"), Button("No", V_CONFIRM_NO))
+            return Transition(replace(state, awaiting="confirm"), (Say(text=step.confirm, context=ctx, buttons=buttons),))
+        if isinstance(step, ActionStep) and state.awaiting == "action_input":
+            buttons = tuple(Button(v.removeprefix(V_CHOICE), v) for v in state.offered)
+            return Transition(state, (Say(template="action_prompt", context={"prompt": "Please answer:"},
+                                          buttons=buttons),))
+        return self._run(state, flow, step.id, [])
+
+    def _kb_buttons(self, offered: Sequence[str]) -> tuple[Button, ...]:
+        labels = {V_KB_SOLVED: "This solved it", V_KB_UNSOLVED: "Still need help"}
+        shows = [v for v in offered if v.startswith(V_KB_SHOW)]
+        buttons = [Button(f"Show me {n}" if len(shows) > 1 else "Show me", v) for n, v in enumerate(shows, 1)]
+        buttons += [Button(labels[v], v) for v in (V_KB_SOLVED, V_KB_UNSOLVED)]
+        return tuple(buttons)
+
+    def _ticket(self, state: ConversationState, flow: Flow, step: EscalateStep | None,
+                reason: str = "") -> OpenTicket:
+        details = {k: v for k, v in state.slots.items() if not k.startswith("last_")}
+        if reason:
+            details["escalation_reason"] = reason
+        return OpenTicket(
+            category=(step.category if step and step.category else flow.category),
+            impact=step.impact if step else "low",
+            urgency=step.urgency if step else "low",
+            summary=(step.summary if step and step.summary else "{{ flow.title }}: {{ first_message }}"),
+            flow_id=flow.id,
+            details=details,
+            tried_articles=state.tried_articles,
+            tried_actions=state.tried_actions,
+            first_message=state.first_message,
+        )
+
+    def _escalate_now(self, state: ConversationState, flow: Flow, reason: str) -> Transition:
+        """Open a ticket with everything collected so far (talk to a person, a failed action)."""
+        step = next((s for s in flow.steps if isinstance(s, EscalateStep)), None)
+        ticket = self._ticket(state, flow, step, reason)
+        new = replace(state, awaiting="ticket", step_id=step.id if step else state.step_id)
+        if step is None:
+            # No escalate step to continue from: the ticket answer ends the flow as escalated.
+            new = replace(new, step_id=state.step_id)
+        return Transition(new, (Say(template="escalating"), ticket))
+
+    def _finish(self, state: ConversationState, flow: Flow | None, outcome: str,
+                effects: list[Effect]) -> Transition:
+        if flow is not None:
+            effects.append(Emit("flow_ended", {"flow": flow.id, "outcome": outcome}))
+        return Transition(ConversationState(version=state.version, updated_at=state.updated_at), tuple(effects))

@@ -1,0 +1,229 @@
+"""Repositories and the unit of work: one transaction per handled message.
+
+State, audit events and outbox rows are written together: a crash before commit leaves nothing,
+after commit everything. Conversation rows are locked (`SELECT ... FOR UPDATE` on PostgreSQL,
+`BEGIN IMMEDIATE` on SQLite) and saved with an optimistic version check as well, so two messages
+of one conversation never interleave, on any number of replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.core.models import Address, Outbound, Person, PlatformUser
+from bot.engine.engine import ConversationState
+from bot.store.db import utcnow
+from bot.store.tables import (
+    ConversationRow,
+    EventRow,
+    OutboxRow,
+    PersonIdentityRow,
+    PersonRow,
+    ProcessedEventRow,
+)
+
+
+class ConcurrentUpdate(Exception):
+    """The conversation changed under us (should not happen under the row lock)."""
+
+
+async def insert_ignore(session: AsyncSession, table: Any, values: Mapping[str, Any],
+                        conflict: Sequence[str]) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING on either database; True if a row was inserted."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    result: Any = await session.execute(statement)
+    return bool(result.rowcount)
+
+
+def reply_to_json(reply: Any) -> dict[str, Any]:
+    return {
+        "text": reply.text,
+        "buttons": [{"label": b.label, "value": b.value, "style": b.style} for b in reply.buttons],
+        "form": _form_json(reply.form),
+        "private": reply.private,
+        "template": reply.template,
+        "rich": dict(reply.rich),
+    }
+
+
+def _form_json(form: Any) -> dict[str, Any] | None:
+    if form is None:
+        return None
+    return {
+        "form_id": form.form_id,
+        "title": form.title,
+        "submit_label": form.submit_label,
+        "fields": [
+            {"name": f.name, "label": f.label, "kind": f.kind, "required": f.required,
+             "options": [{"label": o.label, "value": o.value} for o in f.options],
+             "pattern": f.pattern, "placeholder": f.placeholder}
+            for f in form.fields
+        ],
+    }
+
+
+def reply_from_json(data: Mapping[str, Any]) -> Any:
+    from bot.core.models import Button, Form, FormField, Reply
+
+    form = data.get("form")
+    return Reply(
+        text=str(data.get("text", "")),
+        buttons=tuple(Button(b["label"], b["value"], b.get("style")) for b in data.get("buttons", [])),
+        form=Form(
+            form_id=form["form_id"], title=form["title"], submit_label=form.get("submit_label", "Submit"),
+            fields=tuple(
+                FormField(name=f["name"], label=f["label"], kind=f["kind"], required=f["required"],
+                          options=tuple(Button(o["label"], o["value"]) for o in f.get("options", [])),
+                          pattern=f.get("pattern"), placeholder=f.get("placeholder"))
+                for f in form["fields"]
+            ),
+        ) if form else None,
+        private=bool(data.get("private", False)),
+        template=data.get("template"),
+        rich=dict(data.get("rich") or {}),
+    )
+
+
+class UnitOfWork:
+    """The transaction of one handled message (or one command), with what it recorded."""
+
+    def __init__(self, session: AsyncSession, *, now: datetime | None = None,
+                 conversation_key: str | None = None, actor: str | None = None) -> None:
+        self.session = session
+        self.now = now or utcnow()
+        self.conversation_key = conversation_key
+        self.actor = actor
+        self.events: list[dict[str, Any]] = []
+        self.enqueued: list[OutboxRow] = []
+
+    # -- dedup --
+
+    async def first_time(self, event_id: str) -> bool:
+        """Record a platform event id; False when it was already handled (a redelivery)."""
+        return await insert_ignore(self.session, ProcessedEventRow,
+                                   {"event_id": event_id[:512], "at": self.now}, ["event_id"])
+
+    # -- audit trail --
+
+    def emit(self, type: str, *, subject: str | None = None, result: str | None = None,
+             actor: str | None = None, **data: Any) -> dict[str, Any]:
+        row = EventRow(at=self.now, type=type, conversation_key=self.conversation_key,
+                       actor=actor or self.actor, subject=subject, result=result, data=data)
+        self.session.add(row)
+        event = {"type": type, **data}
+        self.events.append(event)
+        return event
+
+    # -- outbox --
+
+    def enqueue(self, outbound: Outbound, *, idempotency_key: str, lane: str | None = None,
+                group_key: str | None = None, kind: str = "post") -> OutboxRow:
+        if outbound.reply.secret:
+            raise ValueError("a secret is never written to the outbox")
+        row = OutboxRow(
+            idempotency_key=idempotency_key[:512],
+            platform=outbound.address.platform.value,
+            address=outbound.address.to_json(),
+            payload={"kind": kind, "reply": reply_to_json(outbound.reply), "update_ref": outbound.update_ref},
+            lane=lane or f"{outbound.address.platform.value}:{outbound.address.conversation_id}",
+            group_key=group_key,
+            status="pending",
+            attempts=0,
+            next_attempt_at=self.now,
+            created_at=self.now,
+        )
+        self.session.add(row)
+        self.enqueued.append(row)
+        return row
+
+    # -- conversations --
+
+    async def lock_conversation(self, key: str, platform: str) -> ConversationState:
+        await insert_ignore(self.session, ConversationRow, {
+            "key": key, "platform": platform, "slots": {}, "data": {}, "version": 0, "updated_at": self.now,
+        }, ["key"])
+        row = (await self.session.execute(
+            select(ConversationRow).where(ConversationRow.key == key).with_for_update()
+        )).scalar_one()
+        await self.session.refresh(row)
+        flow_updated = row.updated_at if row.flow_id else None
+        return ConversationState.from_data(row.flow_id, row.step_id, row.slots or {}, row.data or {},
+                                           row.version, _aware(flow_updated))
+
+    async def save_conversation(self, key: str, state: ConversationState, expected_version: int,
+                                person_email: str | None, expires_at: datetime | None) -> None:
+        result: Any = await self.session.execute(
+            update(ConversationRow)
+            .where(ConversationRow.key == key, ConversationRow.version == expected_version)
+            .values(flow_id=state.flow_id, step_id=state.step_id, slots=dict(state.slots), data=state.data(),
+                    version=expected_version + 1, updated_at=state.updated_at or self.now,
+                    person_email=person_email, expires_at=expires_at)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(key)
+
+    # -- people --
+
+    async def remember_person(self, person: Person, user: PlatformUser, direct: Address | None) -> None:
+        row = (await self.session.execute(
+            select(PersonRow).where(PersonRow.directory_id == person.directory_id)
+        )).scalar_one_or_none()
+        roles = sorted(r.value for r in person.roles)
+        if row is None:
+            await insert_ignore(self.session, PersonRow, {
+                "directory_id": person.directory_id, "email": person.email, "display_name": person.display_name,
+                "roles": roles, "created_at": self.now, "updated_at": self.now,
+            }, ["directory_id"])
+            row = (await self.session.execute(
+                select(PersonRow).where(PersonRow.directory_id == person.directory_id)
+            )).scalar_one()
+        elif (row.email, row.display_name, row.roles) != (person.email, person.display_name, roles):
+            row.email, row.display_name, row.roles, row.updated_at = person.email, person.display_name, roles, self.now
+        identity = (await self.session.execute(
+            select(PersonIdentityRow).where(PersonIdentityRow.platform == user.platform.value,
+                                            PersonIdentityRow.platform_user_id == user.user_id)
+        )).scalar_one_or_none()
+        address = direct.to_json() if direct is not None else None
+        if identity is None:
+            await insert_ignore(self.session, PersonIdentityRow, {
+                "person_id": row.id, "platform": user.platform.value, "platform_user_id": user.user_id,
+                "direct_address": address, "seen_at": self.now,
+            }, ["platform", "platform_user_id"])
+        else:
+            identity.person_id = row.id
+            identity.seen_at = self.now
+            if address is not None:
+                identity.direct_address = address
+
+    async def direct_address(self, email: str, platform: str | None = None) -> Address | None:
+        """Where to reach a person directly: the most recently seen platform account with a DM."""
+        query = (
+            select(PersonIdentityRow)
+            .join(PersonRow, PersonRow.id == PersonIdentityRow.person_id)
+            .where(PersonRow.email == email.lower(), PersonIdentityRow.direct_address.is_not(None))
+            .order_by(PersonIdentityRow.seen_at.desc())
+        )
+        if platform:
+            query = query.where(PersonIdentityRow.platform == platform)
+        identity = (await self.session.execute(query.limit(1))).scalar_one_or_none()
+        if identity is None or identity.direct_address is None:
+            return None
+        return Address.from_json(identity.direct_address)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything here is UTC."""
+    from datetime import UTC
+
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
