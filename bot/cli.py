@@ -156,6 +156,16 @@ def _describe(event: dict[str, Any]) -> str:
 
 
 @app.command()
+def serve(host: Annotated[str | None, typer.Option("--host", help="Listen address (server.host)")] = None,
+          port: Annotated[int | None, typer.Option("--port", help="Listen port (server.port)")] = None) -> None:
+    """Serve the enabled channels: Slack (HTTP or Socket Mode), Teams, and GET /healthz."""
+    from bot.channels.serve import serve as run_server
+
+    settings = settings_or_exit()
+    run(lambda: run_server(settings, host, port))
+
+
+@app.command()
 def worker() -> None:
     """Run an outbox worker process (for scale-out; the embedded default delivers in-process)."""
     from bot.channels.registry import build_senders

@@ -78,6 +78,11 @@ class SlackSettings(Section):
     app_token: SecretStr | None = None
     api_url: str = "https://slack.com/api/"
     queue_channel: str = ""
+    # Outgoing pacing (Slack: ~1 message/s per channel, short bursts; a workspace-wide cap on top).
+    post_rate_per_channel: float = Field(default=1.0, gt=0)
+    post_burst_per_channel: int = Field(default=3, ge=1)
+    rate_per_minute_global: float = Field(default=1200.0, gt=0)
+    api_timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class TeamsSettings(Section):

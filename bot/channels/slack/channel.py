@@ -1,0 +1,354 @@
+"""The Slack channel: a Bolt `AsyncApp` that acknowledges at once and does the work afterwards.
+
+Every request is checked by Bolt (signature, 5-minute replay window → 401), acknowledged, and the
+turn is run in a background task the channel keeps a reference to (exceptions are logged; shutdown
+waits for them). `process_before_response=True` makes Bolt answer as soon as our listener returns,
+and our listeners only parse and schedule: no Slack or database call ever sits on the ack path
+(the one exception is Bolt's own `auth.test`, made once per process and cached).
+
+Duplicate deliveries (Slack retries with `X-Slack-Retry-Num` and the same `event_id`) are dropped
+by a small in-memory memory of recent event ids, and in any case by the pipeline, which records
+`slack:<event_id>` in the database in the turn's transaction (so a retry arriving while the first
+delivery is still being handled waits on the conversation lock / the insert and is then dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.channels.slack.api import SlackApi
+from bot.channels.slack.blocks import V_FORM, V_FORM_REF, V_MORE, BlockKit
+from bot.channels.slack.sender import Directory, ReplySender, SlackSender
+from bot.channels.slack.translate import (
+    SHORTCUT_CALLBACK,
+    Inbound,
+    is_dm,
+    modal_metadata,
+    parse_block_action,
+    parse_command,
+    parse_event,
+    parse_shortcut,
+    parse_view_submission,
+    to_incoming,
+)
+from bot.core.models import Button, Person, Platform, PlatformUser, Reply
+from bot.settings import Settings
+
+log = logging.getLogger("bot.slack")
+
+# Sections other parts of the bot add to the Home tab (my open tickets, active outages):
+# `app.services["home_sections"]` is a list of `async (person, platform) -> Sequence[Reply]`, each
+# Reply's text already rendered for the platform (renderer.text(Platform.SLACK, ...)).
+HomeSection = Callable[[Person, Platform], Awaitable[Sequence[Reply]]]
+
+
+class IdentityCache:
+    """Slack user id → PlatformUser with the profile email (`users.info`), cached with a TTL.
+
+    The person is always found from the Slack account, never from anything typed.
+    """
+
+    def __init__(self, api: SlackApi, ttl_seconds: float = 600.0) -> None:
+        self.api = api
+        self.ttl = ttl_seconds
+        self._cache: dict[str, tuple[float, PlatformUser]] = {}
+        self._pending: dict[str, asyncio.Future[PlatformUser]] = {}
+
+    async def user(self, user_id: str) -> PlatformUser:
+        hit = self._cache.get(user_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        pending = self._pending.get(user_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[PlatformUser] = asyncio.get_running_loop().create_future()
+        self._pending[user_id] = future
+        try:
+            user = await self._lookup(user_id)
+            future.set_result(user)
+            return user
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning if nobody else waits
+            raise
+        finally:
+            del self._pending[user_id]
+
+    async def _lookup(self, user_id: str) -> PlatformUser:
+        try:
+            data = await self.api.call_soon("users.info", user=user_id, budget=10.0)
+        except Exception as exc:
+            log.warning("users.info failed: %s", exc, extra={"slack_user": user_id})
+            return PlatformUser(Platform.SLACK, user_id)  # not cached: try again next time
+        user = data.get("user") or {}
+        profile = user.get("profile") or {}
+        email = profile.get("email")
+        if user.get("is_bot") or user.get("deleted"):
+            email = None
+        found = PlatformUser(Platform.SLACK, user_id, email=str(email).lower() if email else None,
+                             display_name=profile.get("real_name") or user.get("real_name") or user.get("name"))
+        self._cache[user_id] = (time.monotonic() + self.ttl, found)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        return found
+
+
+class SlackChannel:
+    """Translate Slack to the pipeline and back. Built inside the running event loop."""
+
+    def __init__(self, app: Any, settings: Settings, *, api: SlackApi | None = None) -> None:
+        self.app = app
+        self.settings = settings
+        self.api = api or SlackApi(settings.slack)
+        self.blocks = BlockKit(app.renderer)
+        self.directory = Directory(self.api)
+        self.sender = SlackSender(self.api, self.blocks, self.directory)
+        self.replies = ReplySender(self.api, self.blocks, app.renderer, self.directory)
+        self.identity = IdentityCache(self.api, float(settings.directory.cache_seconds or 600))
+        # Channels whose thread replies are relayed (the technicians' queue); others may be added.
+        self.relay_channels: set[str] = {c for c in [settings.slack.queue_channel] if c}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self.handled = 0
+        secret = settings.slack.signing_secret.get_secret_value() if settings.slack.signing_secret else None
+        self.bolt = AsyncApp(
+            client=self.api.client,
+            signing_secret=secret,
+            process_before_response=True,
+            request_verification_enabled=secret is not None,
+            ignoring_self_assistant_message_events_enabled=False,
+            attaching_conversation_kwargs_enabled=False,
+            attaching_function_token_enabled=False,
+            name="helpdesk",
+        )
+        self._register()
+
+    # ----- background work ----------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("slack background task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def drain(self, seconds: float = 10.0) -> None:
+        """Wait for turns in flight (tests; graceful shutdown)."""
+        deadline = time.monotonic() + seconds
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=max(0.01, deadline - time.monotonic()))
+
+    async def aclose(self) -> None:
+        await self.drain()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.api.aclose()
+
+    def first_delivery(self, event_id: str) -> bool:
+        """Cheap in-process dedup of Slack retries; the database check in the pipeline is the real one."""
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > 20_000:
+            self._seen.popitem(last=False)
+        return True
+
+    # ----- Bolt wiring ----------------------------------------------------------------------
+
+    def _register(self) -> None:
+        bolt = self.bolt
+
+        async def events(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]) -> Any:
+            body = req.body
+            if body.get("type") != "event_callback":
+                return await next()
+            self.on_event(body, req.context.bot_user_id, req.context.bot_id)
+            return BoltResponse(status=200, body="")
+
+        bolt.use(events)
+
+        @bolt.command(re.compile(r"^/helpdesk"))
+        async def command(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await ack()
+            inbound = parse_command(body)
+            if self.first_delivery(inbound.event_id):
+                self.spawn(self.run_turn(inbound), "slack-command")
+
+        @bolt.action(re.compile(".*"))
+        async def action(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await ack()
+            self.on_action(body)
+
+        @bolt.view(re.compile(".*"))
+        async def view(ack: AsyncAck, body: dict[str, Any]) -> None:
+            errors = self._form_errors(body)
+            if errors:
+                await ack(response_action="errors", errors=errors)
+                return
+            await ack()
+            inbound = parse_view_submission(body)
+            if inbound is not None and self.first_delivery(inbound.event_id):
+                self.spawn(self.run_turn(inbound), "slack-view")
+
+        @bolt.shortcut(re.compile(".*"))
+        async def shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await ack()
+            if body.get("type") == "message_action" and body.get("callback_id") == SHORTCUT_CALLBACK:
+                inbound = parse_shortcut(body)
+                if inbound is not None and self.first_delivery(inbound.event_id):
+                    self.spawn(self.run_turn(inbound), "slack-shortcut")
+
+    def on_event(self, body: dict[str, Any], bot_user_id: str | None, bot_id: str | None) -> None:
+        event = body.get("event") or {}
+        if event.get("type") == "app_home_opened":
+            if event.get("tab") == "home" and event.get("user"):
+                self.spawn(self.publish_home(str(event["user"])), "slack-home")
+            return
+        inbound = parse_event(body, bot_user_id=bot_user_id, bot_id=bot_id,
+                              relay_channels=frozenset(self.relay_channels))
+        if inbound is None:
+            return
+        if not self.first_delivery(inbound.event_id):
+            log.info("duplicate slack delivery dropped", extra={"event_id": inbound.event_id})
+            return
+        self.spawn(self.run_turn(inbound), "slack-event")
+
+    def on_action(self, body: dict[str, Any]) -> None:
+        actions = body.get("actions") or []
+        if not actions:
+            return
+        first = actions[0]
+        value = str(first.get("value") or (first.get("selected_option") or {}).get("value") or "")
+        if value.startswith((V_FORM, V_FORM_REF)):
+            self.spawn(self.open_form(body, value), "slack-open-form")
+            return
+        if value.startswith(V_MORE):
+            trigger = str(body.get("trigger_id") or "")
+            self.spawn(self.api.call("views.open", trigger_id=trigger,
+                                     view=self.blocks.more_modal(value.removeprefix(V_MORE))), "slack-more")
+            return
+        resolved = self.blocks.resolve_ref(value)
+        if resolved is None:
+            self.spawn(self._gone(body), "slack-gone")
+            return
+        inbound = parse_block_action(body, resolved)
+        if inbound is not None and self.first_delivery(inbound.event_id):
+            self.spawn(self.run_turn(inbound), "slack-action")
+
+    # ----- turns ----------------------------------------------------------------------------
+
+    async def run_turn(self, inbound: Inbound) -> None:
+        started = time.perf_counter()
+        user = await self.identity.user(inbound.user_id)
+        dm = await self.directory.dm_channel(inbound.user_id) if inbound.needs_dm else None
+        incoming = to_incoming(inbound, user, dm_channel=dm)
+        try:
+            result = await self.app.pipeline.handle(incoming)
+        except Exception:
+            log.exception("slack turn failed", extra={"event_id": inbound.event_id})
+            text = self.app.renderer.text(Platform.SLACK, template="error", context={})
+            from bot.core.models import Outbound
+
+            await self.replies.send([Outbound(incoming.reply_to, Reply(text=text))], sender_user=inbound.user_id)
+            return
+        if result.duplicate:
+            return
+        sent = await self.replies.send(result.replies, sender_user=inbound.user_id)
+        self.handled += 1
+        if sent and inbound.needs_dm and inbound.channel and not is_dm(inbound.channel) \
+                and inbound.kind in ("command", "shortcut"):
+            pointer = self.app.renderer.text(Platform.SLACK, template="dm_pointer",
+                                             context={"app_name": self.settings.app.name})
+            try:
+                await self.api.call_soon("chat.postEphemeral", channel=inbound.channel, user=inbound.user_id,
+                                         text=pointer)
+            except Exception as exc:  # the bot may not be in that channel; the DM is what matters
+                log.info("pointer not posted: %s", exc)
+        log.debug("slack turn done", extra={"event_id": inbound.event_id,
+                                            "ms": round((time.perf_counter() - started) * 1000, 1)})
+
+    async def _gone(self, body: dict[str, Any]) -> None:
+        user = str((body.get("user") or {}).get("id") or "")
+        text = self.app.renderer.text(Platform.SLACK, template="content_gone", context={})
+        channel = str((body.get("container") or {}).get("channel_id") or "") or await self.directory.dm_channel(user)
+        extra: dict[str, Any] = {} if is_dm(channel) else {"user": user}
+        await self.api.call_soon("chat.postMessage" if is_dm(channel) else "chat.postEphemeral",
+                                 channel=channel, text=text, **extra)
+
+    # ----- forms ----------------------------------------------------------------------------
+
+    async def open_form(self, body: dict[str, Any], value: str) -> None:
+        form = self.blocks.form_of(value)
+        if form is None:
+            await self._gone(body)
+            return
+        container = body.get("container") or {}
+        message = body.get("message") or {}
+        channel = container.get("channel_id")
+        thread = None if is_dm(channel) else (message.get("thread_ts") or container.get("message_ts"))
+        meta = json.loads(modal_metadata(channel, thread))
+        patterns = {f.name: f.pattern for f in form.fields if f.pattern}
+        if patterns:
+            meta["p"] = patterns
+        view = self.blocks.modal(form, json.dumps(meta, separators=(",", ":")))
+        await self.api.call("views.open", trigger_id=str(body.get("trigger_id") or ""), view=view)
+
+    def _form_errors(self, body: dict[str, Any]) -> dict[str, str]:
+        view = body.get("view") or {}
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            return {}
+        patterns = meta.get("p") if isinstance(meta, dict) else None
+        if not isinstance(patterns, dict):
+            return {}
+        errors: dict[str, str] = {}
+        for block_id, block in ((view.get("state") or {}).get("values") or {}).items():
+            for name, element in (block or {}).items():
+                pattern = patterns.get(name)
+                answer = element.get("value")
+                if pattern and answer and not re.fullmatch(str(pattern), str(answer)):
+                    errors[block_id] = "That doesn't look right. Please check and try again."
+        return errors
+
+    # ----- App Home -------------------------------------------------------------------------
+
+    async def publish_home(self, user_id: str) -> None:
+        user = await self.identity.user(user_id)
+        person = await self.app.resolver.resolve(user)
+        flows = getattr(self.app, "engine", None)
+        known = set(getattr(flows, "flows", {}) or {})
+        if person is None:
+            welcome = self.app.renderer.text(Platform.SLACK, template="home_unknown", context={})
+            view = self.blocks.home(welcome, [], [])
+        else:
+            first = person.display_name.split()[0] if person.display_name else person.email.split("@")[0]
+            welcome = self.app.renderer.text(Platform.SLACK, template="home_welcome", context={"first_name": first})
+            quick = [Button("Get help", "cmd:help", "primary"), Button("My tickets", "cmd:my tickets")]
+            if "password_reset" in known:
+                quick.append(Button("Reset my password", "start:password_reset"))
+            if "human" in known:
+                quick.append(Button("Talk to a person", "flow:human"))
+            sections: list[Reply] = []
+            for provider in self.app.services.get("home_sections", []):
+                try:
+                    sections.extend(await provider(person, Platform.SLACK))
+                except Exception:
+                    log.exception("home section provider failed")
+            view = self.blocks.home(welcome, quick, sections)
+        await self.api.call("views.publish", user_id=user_id, view=view)
