@@ -196,3 +196,7 @@ def main() -> None:
     except SettingsError as exc:  # pragma: no cover - settings_or_exit handles the usual path
         print(f"helpdesk: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

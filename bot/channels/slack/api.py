@@ -147,6 +147,8 @@ class SlackApi:
         if pace_key:
             await self.limiter.acquire(pace_key, self.settings.post_rate_per_channel,
                                        float(self.settings.post_burst_per_channel))
+        if channel is not None:
+            params["channel"] = channel
         function = getattr(self.client, method.replace(".", "_"))
         try:
             response = await function(**params)

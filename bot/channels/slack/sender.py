@@ -24,7 +24,7 @@ from bot.channels.slack.api import SlackApi, SlackUndeliverable
 from bot.channels.slack.blocks import BlockKit
 from bot.channels.slack.translate import is_dm
 from bot.core.models import Address, Outbound, Platform, Reply
-from bot.outbox.worker import Delivery, Undeliverable
+from bot.outbox.worker import Delivery, RetryLater, Undeliverable
 from bot.render.renderer import Renderer
 from bot.store.repos import reply_from_json
 
@@ -166,10 +166,11 @@ class ReplySender:
             try:
                 await self.send_one(outbound, sender_user=sender_user)
                 sent += 1
-            except Exception as exc:
+            except (RetryLater, Undeliverable) as exc:
                 # Never log the reply itself: it may be a secret.
-                log.warning("reply not delivered: %s", type(exc).__name__,
-                            extra={"error": str(exc)[:200], "secret": outbound.reply.secret})
+                log.warning("reply not delivered: %s", exc, extra={"secret": outbound.reply.secret})
+            except Exception:
+                log.exception("reply not delivered", extra={"secret": outbound.reply.secret})
         return sent
 
     async def send_one(self, outbound: Outbound, *, sender_user: str) -> None:

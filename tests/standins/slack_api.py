@@ -1,0 +1,386 @@
+"""A local stand-in for the Slack Web API: a real HTTP server on loopback that answers like Slack.
+
+`AsyncWebClient` speaks aiohttp, so the tests need a real server rather than a mock transport
+(platform-facts A1: bolt-python tests itself the same way). This one:
+
+- answers auth.test, chat.postMessage/update/delete/postEphemeral/getPermalink, users.info,
+  users.lookupByEmail, conversations.open/history/replies (with message metadata), views.open/
+  update/publish and reactions.add, in the shapes of the captured responses
+  (reference/payloads/slack_web_19*.json): method errors are HTTP 200 with `ok: false`;
+- checks the bearer token (`invalid_auth` / `not_authed` otherwise);
+- records every call (method, parameters, headers, HTTP status);
+- injects failures: `fail(method, error)` (ok:false), `rate_limit(method, retry_after)` (HTTP 429 +
+  Retry-After + `{"ok": false, "error": "ratelimited"}`), and enforces a per-channel message rate
+  (`channel_rate` messages per second, 429 when exceeded).
+
+Run it alone for the bench or a manual check:
+
+    python tests/standins/slack_api.py --port 8999 [--token xoxb-test] [--channel-rate 1]
+
+Control endpoints (not Slack's): `GET /_calls`, `GET /_count?method=chat.postMessage`,
+`POST /_reset`, `POST /_fail` with JSON `{"method", "error" | "status": 429, "retry_after", "times"}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+BOT_USER = "U0BOT00001"
+BOT_ID = "B0BOT00001"
+TEAM = "T0TEAM0001"
+JSON_KEYS = ("blocks", "view", "metadata", "attachments")
+
+DEFAULT_USERS: dict[str, dict[str, Any]] = {
+    "U0USER0001": {"email": "alice@example.com", "real_name": "Alice Employee"},
+    "W0USER0001": {"email": "bob@example.com", "real_name": "Bob Builder"},
+    "U0USER0002": {"email": "bob@example.com", "real_name": "Bob Builder"},
+    "U0TECH0001": {"email": "tom.tech@example.com", "real_name": "Tom Technician"},
+    "U0ADMN0001": {"email": "ada.admin@example.com", "real_name": "Ada Admin"},
+    "U0STRANGER": {"email": "stranger@elsewhere.example", "real_name": "Some Stranger"},
+}
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    status: int = 200
+    ok: bool = True
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Injection:
+    error: str | None = None
+    status: int = 200
+    retry_after: float = 1.0
+    times: int = 1
+
+
+class SlackStandIn:
+    def __init__(self, *, token: str = "xoxb-test", users: Mapping[str, Mapping[str, Any]] | None = None,  # noqa: S107
+                 host: str = "127.0.0.1", port: int = 0, channel_rate: float | None = None,
+                 channel_burst: int = 1) -> None:
+        self.token = token
+        self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
+        self.channel_rate = channel_rate
+        self.channel_burst = channel_burst
+        self.calls: list[Call] = []
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self.views: list[dict[str, Any]] = []
+        self._injections: dict[str, list[_Injection]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    def start(self) -> SlackStandIn:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="slack-standin", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> SlackStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- test helpers ----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.messages.clear()
+            self.views.clear()
+            self._injections.clear()
+            self._buckets.clear()
+
+    def fail(self, method: str, error: str, times: int = 1) -> None:
+        with self._lock:
+            self._injections.setdefault(method, []).append(_Injection(error=error, times=times))
+
+    def rate_limit(self, method: str, retry_after: float = 1, times: int = 1) -> None:
+        with self._lock:
+            self._injections.setdefault(method, []).append(_Injection(status=429, retry_after=retry_after,
+                                                                      times=times))
+
+    def calls_to(self, method: str, *, ok_only: bool = True) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method and (c.ok or not ok_only)]
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.calls_to(method)
+            if len(found) >= count:
+                return found
+            time.sleep(0.01)
+        return self.calls_to(method)
+
+    def posted_texts(self, channel: str | None = None) -> list[str]:
+        """Everything the bot made visible (message text and section text), for assertions."""
+        texts: list[str] = []
+        for call in self.calls_to("chat.postMessage") + self.calls_to("chat.update") + \
+                self.calls_to("chat.postEphemeral"):
+            if channel is not None and call.params.get("channel") != channel:
+                continue
+            texts.append(json.dumps({"text": call.params.get("text"), "blocks": call.params.get("blocks")}))
+        return texts
+
+    # ----- the API ---------------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        self._counter += 1
+        return f"{int(time.time())}.{self._counter:06d}"
+
+    def _take_injection(self, method: str) -> _Injection | None:
+        queue = self._injections.get(method)
+        if not queue:
+            return None
+        injection = queue[0]
+        injection.times -= 1
+        if injection.times <= 0:
+            queue.pop(0)
+        return injection
+
+    def _rate_ok(self, channel: str) -> bool:
+        if not self.channel_rate or not channel:
+            return True
+        now = time.monotonic()
+        tokens, stamp = self._buckets.get(channel, (float(self.channel_burst), now))
+        tokens = min(float(self.channel_burst), tokens + (now - stamp) * self.channel_rate)
+        if tokens < 1.0:
+            self._buckets[channel] = (tokens, now)
+            return False
+        self._buckets[channel] = (tokens - 1.0, now)
+        return True
+
+    def handle(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any],
+                                                                                              dict[str, str]]:
+        with self._lock:
+            call = Call(method, params, headers)
+            self.calls.append(call)
+            auth = headers.get("authorization", "")
+            if not auth:
+                call.ok = False
+                return 200, {"ok": False, "error": "not_authed"}, {}
+            if auth != f"Bearer {self.token}":
+                call.ok = False
+                return 200, {"ok": False, "error": "invalid_auth"}, {}
+            injection = self._take_injection(method)
+            if injection is not None:
+                call.ok = False
+                if injection.status == 429:
+                    call.status = 429
+                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{injection.retry_after:g}"}
+                return 200, {"ok": False, "error": injection.error}, {}
+            if method in ("chat.postMessage", "chat.postEphemeral") and not self._rate_ok(str(params.get("channel"))):
+                call.ok, call.status = False, 429
+                return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
+            body = self._answer(method, params)
+            call.ok = bool(body.get("ok"))
+            return 200, body, {}
+
+    def _answer(self, method: str, p: dict[str, Any]) -> dict[str, Any]:
+        channel = str(p.get("channel") or "")
+        if method == "auth.test":
+            return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "helpdesk",
+                    "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+        if method == "chat.postMessage":
+            if not channel:
+                return {"ok": False, "error": "channel_not_found"}
+            ts = self._next_ts()
+            message = {"type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": p.get("text", ""),
+                       "blocks": p.get("blocks") or [], "ts": ts, "team": TEAM}
+            if p.get("thread_ts"):
+                message["thread_ts"] = p["thread_ts"]
+            if p.get("metadata"):
+                message["metadata"] = p["metadata"]
+            self.messages.setdefault(channel, []).append(message)
+            return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if method == "chat.update":
+            for message in self.messages.get(channel, []):
+                if message["ts"] == p.get("ts"):
+                    message.update({"text": p.get("text", ""), "blocks": p.get("blocks") or []})
+            return {"ok": True, "channel": channel, "ts": p.get("ts"), "text": p.get("text", ""),
+                    "message": {"text": p.get("text", ""), "user": BOT_USER}}
+        if method == "chat.delete":
+            kept = [m for m in self.messages.get(channel, []) if m["ts"] != p.get("ts")]
+            if len(kept) == len(self.messages.get(channel, [])):
+                return {"ok": False, "error": "message_not_found"}
+            self.messages[channel] = kept
+            return {"ok": True, "channel": channel, "ts": p.get("ts")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        if method == "chat.getPermalink":
+            stamp = str(p.get("message_ts")).replace(".", "")
+            return {"ok": True, "channel": channel, "permalink": f"https://example.slack.com/archives/{channel}/p{stamp}"}
+        if method == "users.info":
+            user = self.users.get(str(p.get("user")))
+            if user is None:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "user": {
+                "id": p.get("user"), "team_id": TEAM, "name": user.get("real_name", "").split()[0].lower(),
+                "deleted": False, "is_bot": False, "real_name": user.get("real_name"),
+                "profile": {"email": user.get("email"), "real_name": user.get("real_name"),
+                            "display_name": user.get("real_name"), "team": TEAM}}}
+        if method == "users.lookupByEmail":
+            for user_id, user in self.users.items():
+                if str(user.get("email", "")).lower() == str(p.get("email", "")).lower():
+                    return {"ok": True, "user": {"id": user_id, "team_id": TEAM, "profile": {"email": user["email"]}}}
+            return {"ok": False, "error": "users_not_found"}
+        if method == "conversations.open":
+            user_id = str(p.get("users") or "").split(",")[0]
+            if not user_id:
+                return {"ok": False, "error": "user_not_found"}
+            return {"ok": True, "channel": {"id": dm_of(user_id)}}
+        if method in ("conversations.history", "conversations.replies"):
+            messages = self.messages.get(channel, [])
+            if method == "conversations.replies":
+                messages = [m for m in messages if m.get("thread_ts") == p.get("ts") or m["ts"] == p.get("ts")]
+            else:
+                messages = [m for m in messages if not m.get("thread_ts")]
+            include = str(p.get("include_all_metadata", "")).lower() in ("1", "true")
+            out = [dict(m) if include else {k: v for k, v in m.items() if k != "metadata"}
+                   for m in reversed(messages)]
+            return {"ok": True, "messages": out[: int(p.get("limit") or 100)], "has_more": False}
+        if method in ("views.open", "views.update", "views.publish", "views.push"):
+            view = p.get("view") or {}
+            if not isinstance(view, dict):
+                return {"ok": False, "error": "invalid_arguments"}
+            if method == "views.open" and not p.get("trigger_id"):
+                return {"ok": False, "error": "invalid_trigger_id"}
+            self.views.append({"method": method, **p})
+            return {"ok": True, "view": {"id": "V0VIEW0001", "team_id": TEAM, "state": {"values": {}}, **view}}
+        if method == "reactions.add":
+            return {"ok": True}
+        return {"ok": False, "error": "unknown_method"}
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+            def _send(self, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(raw)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _params(self) -> dict[str, Any]:
+                url = urlparse(self.path)
+                params: dict[str, Any] = dict(parse_qsl(url.query, keep_blank_values=True))
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                kind = self.headers.get("Content-Type", "")
+                if raw and "json" in kind:
+                    params.update(json.loads(raw))
+                elif raw:
+                    params.update(dict(parse_qsl(raw.decode(), keep_blank_values=True)))
+                for key in JSON_KEYS:
+                    if isinstance(params.get(key), str):
+                        with contextlib.suppress(ValueError):
+                            params[key] = json.loads(params[key])
+                return params
+
+            def _control(self, path: str, params: dict[str, Any]) -> bool:
+                if path == "/_calls":
+                    with standin._lock:
+                        calls = [{"method": c.method, "params": c.params, "status": c.status, "ok": c.ok, "at": c.at}
+                                 for c in standin.calls]
+                    self._send(200, {"calls": calls})
+                elif path == "/_count":
+                    method = str(params.get("method") or "chat.postMessage")
+                    self._send(200, {"method": method, "count": len(standin.calls_to(method))})
+                elif path == "/_reset":
+                    standin.reset()
+                    self._send(200, {"ok": True})
+                elif path == "/_fail":
+                    if int(params.get("status") or 200) == 429:
+                        standin.rate_limit(str(params["method"]), float(params.get("retry_after", 1)),
+                                           int(params.get("times", 1)))
+                    else:
+                        standin.fail(str(params["method"]), str(params.get("error", "internal_error")),
+                                     int(params.get("times", 1)))
+                    self._send(200, {"ok": True})
+                else:
+                    return False
+                return True
+
+            def _dispatch(self) -> None:
+                path = urlparse(self.path).path
+                params = self._params()
+                if path.startswith("/_") and self._control(path, params):
+                    return
+                method = path.rsplit("/", 1)[-1]
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, body, extra = standin.handle(method, params, headers)
+                self._send(status, body, extra)
+
+            def do_POST(self) -> None:
+                self._dispatch()
+
+            def do_GET(self) -> None:
+                self._dispatch()
+
+        return Handler
+
+
+def dm_of(user_id: str) -> str:
+    """The DM channel between a user and the bot (stable, so tests can predict it)."""
+    return "D" + user_id[1:]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Slack Web API stand-in on loopback")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8999)
+    parser.add_argument("--token", default="xoxb-test")
+    parser.add_argument("--channel-rate", type=float, default=None, help="messages per second per channel")
+    parser.add_argument("--users", default=None, help="JSON file: {user_id: {email, real_name}}")
+    args = parser.parse_args()
+    users = json.loads(Path(args.users).read_text(encoding="utf-8")) if args.users else None
+    standin = SlackStandIn(token=args.token, users=users, host=args.host, port=args.port,
+                           channel_rate=args.channel_rate)
+    print(f"slack stand-in on {standin.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        standin._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
