@@ -113,6 +113,27 @@ def client_credential(settings: GraphSettings) -> str | dict[str, Any]:
     return credential
 
 
+class MsalHttpClient:
+    """MSAL's minimal HTTP interface over `httpx.Client`. MSAL puts a certificate's client assertion
+    in the form as bytes, which httpx would encode as the text "b'...'": decode it first."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def get(self, url: str, params: Any = None, headers: Any = None, **_: Any) -> httpx.Response:
+        return self.client.get(url, params=params, headers=headers)
+
+    def post(
+        self, url: str, params: Any = None, data: Any = None, headers: Any = None, **_: Any
+    ) -> httpx.Response:
+        if isinstance(data, dict):
+            data = {k: v.decode("ascii") if isinstance(v, bytes) else v for k, v in data.items()}
+        return self.client.post(url, params=params, data=data, headers=headers)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class MsalTokenProvider:
     """App-only tokens for Graph from one long-lived MSAL confidential client."""
 
@@ -148,7 +169,7 @@ class MsalTokenProvider:
             # Only the configured authority is ever contacted: no instance discovery at
             # login.microsoftonline.com, which national clouds and stand-ins must not need.
             instance_discovery=False,
-            http_client=self._http_client,
+            http_client=MsalHttpClient(self._http_client),
         )
 
     def _acquire(self) -> str:

@@ -136,8 +136,12 @@ async def test_automatic_replies_round_trip(backend: Backend) -> None:
     assert (await backend.directory.automatic_replies(ALICE)).status == "disabled"
     start = datetime(2026, 10, 1, 8, tzinfo=UTC)
     replies = AutoReplies(
-        status="scheduled", internal_html="Away &lt;back soon&gt;", external_html="Away",
-        external_audience="all", start=start, end=start + timedelta(days=5),
+        status="scheduled",
+        internal_html="Away &lt;back soon&gt;",
+        external_html="Away",
+        external_audience="all",
+        start=start,
+        end=start + timedelta(days=5),
     )
     await backend.directory.set_automatic_replies(ALICE, replies)
     got = await backend.directory.automatic_replies(ALICE)
@@ -161,6 +165,8 @@ async def test_storage_usage(backend: Backend) -> None:
 
 
 async def test_send_mail(backend: Backend) -> None:
-    receipt = await backend.directory.send_mail("helpdesk@example.com", "alice.personal@example.net", "Hi", "Body")
+    receipt = await backend.directory.send_mail(
+        "helpdesk@example.com", "alice.personal@example.net", "Hi", "Body"
+    )
     assert receipt.request_id is not None
     assert backend.sent_mail() == [("alice.personal@example.net", "Hi", "Body")]

@@ -76,8 +76,13 @@ class Backend:
         if self.standin is not None:
             method, path = OPERATION_PATHS[operation]
             if kind == "permission":
-                self.standin.fail(method, path, 403, "Authorization_RequestDenied",
-                                  message="Insufficient privileges to complete the operation.")
+                self.standin.fail(
+                    method,
+                    path,
+                    403,
+                    "Authorization_RequestDenied",
+                    message="Insufficient privileges to complete the operation.",
+                )
             elif kind == "throttled":
                 self.standin.fail(method, path, 429, "TooManyRequests", retry_after="3600", times=50)
             else:
@@ -86,8 +91,13 @@ class Backend:
         from bot.graph.graph_directory import REQUIRED
 
         error = {
-            "permission": PermissionMissing("denied", required=REQUIRED.get(operation, ""), status=403,
-                                            code="Authorization_RequestDenied", operation=operation),
+            "permission": PermissionMissing(
+                "denied",
+                required=REQUIRED.get(operation, ""),
+                status=403,
+                code="Authorization_RequestDenied",
+                operation=operation,
+            ),
             "throttled": Throttled("throttled", status=429, code="TooManyRequests", operation=operation),
             "unavailable": Unavailable("down", status=503, code="serviceNotAvailable", operation=operation),
         }[kind]
@@ -130,14 +140,21 @@ class RecordingContext:
     notices: list[Notice] = field(default_factory=list)
     session: Any = None
 
-    def emit(self, type: str, **data: Any) -> None:  # noqa: A002
+    def emit(self, type: str, **data: Any) -> None:
         self.events.append((type, dict(data)))
         if self.session is not None:
             from bot.store.tables import EventRow
 
-            self.session.add(EventRow(at=datetime.now(UTC), type=type, data=dict(data),
-                                      actor=data.get("by"), subject=data.get("for"),
-                                      result=str(data.get("code") or data.get("decision") or "")[:64] or None))
+            self.session.add(
+                EventRow(
+                    at=datetime.now(UTC),
+                    type=type,
+                    data=dict(data),
+                    actor=data.get("by"),
+                    subject=data.get("for"),
+                    result=str(data.get("code") or data.get("decision") or "")[:64] or None,
+                )
+            )
 
     async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
         self.notices.append(Notice(email, text, tuple(buttons)))

@@ -47,7 +47,9 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEMO_FILE = PROJECT_ROOT / "config" / "demo_directory.yaml"
 MB = 1024 * 1024
-JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+JSON_TYPE = (
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+)
 GRAPH_VERSION = "/v1.0"
 # Fixed ids Microsoft documents for phone methods.
 PHONE_IDS = {
@@ -123,7 +125,7 @@ class GraphStandIn:
         *,
         tenant_id: str = "11111111-2222-4333-8444-555555555555",
         client_id: str = "66666666-7777-4888-8999-000000000000",
-        client_secret: str = "standin-client-secret",
+        client_secret: str = "standin-client-secret",  # noqa: S107 - a stand-in, not a secret
         page_size: int = 100,
         app_can_manage_admins: bool = False,
     ) -> None:
@@ -193,7 +195,12 @@ class GraphStandIn:
             for m in u.get("auth_methods") or ():
                 if m["kind"] == "phone":
                     s.phones[uid].append(
-                        {"id": m["id"], "phoneNumber": "+1 5550100XXX", "phoneType": "mobile", "smsSignInState": "notEnabled"}
+                        {
+                            "id": m["id"],
+                            "phoneNumber": "+1 5550100XXX",
+                            "phoneType": "mobile",
+                            "smsSignInState": "notEnabled",
+                        }
                     )
                 else:
                     s.authenticators[uid].append(
@@ -234,7 +241,9 @@ class GraphStandIn:
             if isinstance(u.get("onedrive"), dict):
                 s.drive[uid] = (int(u["onedrive"]["used_mb"]) * MB, int(u["onedrive"]["quota_mb"]) * MB)
         for g in data.get("groups") or []:
-            s.owners[str(g["id"])] = [email_to_id[o.casefold()] for o in g.get("owners") or () if o.casefold() in email_to_id]
+            s.owners[str(g["id"])] = [
+                email_to_id[o.casefold()] for o in g.get("owners") or () if o.casefold() in email_to_id
+            ]
 
     # ----- test controls -----
 
@@ -252,7 +261,15 @@ class GraphStandIn:
         """The next `times` requests matching method and path (regex, version prefix removed)
         get this error. Applies to `$batch` items as well."""
         self.faults.append(
-            Fault(method.upper(), re.compile(path_pattern), status, code, message or f"{code} (stand-in)", retry_after, times)
+            Fault(
+                method.upper(),
+                re.compile(path_pattern),
+                status,
+                code,
+                message or f"{code} (stand-in)",
+                retry_after,
+                times,
+            )
         )
 
     def graph_requests(self) -> list[RecordedRequest]:
@@ -271,7 +288,9 @@ class GraphStandIn:
     def _rid(request: httpx.Request) -> tuple[str, str]:
         return str(uuid.uuid4()), request.headers.get("client-request-id", str(uuid.uuid4()))
 
-    def _json(self, request: httpx.Request, status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    def _json(
+        self, request: httpx.Request, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         rid, crid = self._rid(request)
         send = {"request-id": rid, "client-request-id": crid, "Date": _iso()}
         if body is not None:
@@ -281,7 +300,12 @@ class GraphStandIn:
         return httpx.Response(status, headers=send, content=content, request=request)
 
     def _error(
-        self, request: httpx.Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
+        self,
+        request: httpx.Request,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         rid, crid = self._rid(request)
         body = {
@@ -300,7 +324,8 @@ class GraphStandIn:
             request,
             404,
             "Request_ResourceNotFound",
-            f"Resource '{what}' does not exist or one of its queried reference-property objects are not present.",
+            f"Resource '{what}' does not exist or one of its queried reference-property objects are not "
+            f"present.",
         )
 
     # ----- entry point -----
@@ -314,7 +339,9 @@ class GraphStandIn:
                 RecordedRequest(request.method, str(request.url), graph_path, dict(request.headers), body)
             )
             if path.startswith(GRAPH_VERSION + "/"):
-                return self._graph(request, request.method, graph_path, request.url.params, body, top_level=True)
+                return self._graph(
+                    request, request.method, graph_path, request.url.params, body, top_level=True
+                )
             if path.startswith("/reports-download/"):
                 return self._download(request, path)
             return self._identity(request, path, body)
@@ -341,7 +368,11 @@ class GraphStandIn:
                 200,
                 json={
                     "token_endpoint": f"{base}/oauth2/v2.0/token",
-                    "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+                    "token_endpoint_auth_methods_supported": [
+                        "client_secret_post",
+                        "private_key_jwt",
+                        "client_secret_basic",
+                    ],
                     "jwks_uri": f"{origin}/{tenant}/discovery/v2.0/keys",
                     "response_modes_supported": ["query", "fragment", "form_post"],
                     "subject_types_supported": ["pairwise"],
@@ -364,7 +395,9 @@ class GraphStandIn:
             return self._token(request, origin, body)
         return httpx.Response(404, json={"error": "not_found"}, request=request)
 
-    def _token_error(self, request: httpx.Request, status: int, error: str, code: int, text: str) -> httpx.Response:
+    def _token_error(
+        self, request: httpx.Request, status: int, error: str, code: int, text: str
+    ) -> httpx.Response:
         return httpx.Response(
             status,
             json={
@@ -382,16 +415,35 @@ class GraphStandIn:
         self.token_requests += 1
         for fault in self._take_fault("POST", "/oauth2/v2.0/token"):
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            return httpx.Response(fault.status, json={"error": fault.code, "error_description": fault.message},
-                                  headers=headers, request=request)
+            return httpx.Response(
+                fault.status,
+                json={"error": fault.code, "error_description": fault.message},
+                headers=headers,
+                request=request,
+            )
         form = {k: v[0] for k, v in parse_qs(body).items()}
         if form.get("grant_type") != "client_credentials":
-            return self._token_error(request, 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+            return self._token_error(
+                request, 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+            )
         if form.get("client_id") != self.client_id:
-            return self._token_error(request, 400, "unauthorized_client", 700016, f"Application with identifier '{form.get('client_id')}' was not found in the directory.")
+            return self._token_error(
+                request,
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{form.get('client_id')}' was not found in the directory.",
+            )
         scope = form.get("scope", "")
         if not any(s.endswith("/.default") for s in scope.split()):
-            return self._token_error(request, 400, "invalid_scope", 1002012, "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+            return self._token_error(
+                request,
+                400,
+                "invalid_scope",
+                1002012,
+                "The provided value for scope is not valid. Client credential flows must have a scope "
+                "value with /.default suffixed to the resource identifier (application ID URI).",
+            )
         if "client_assertion" in form:
             if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
                 return self._token_error(request, 400, "invalid_request", 50027, "Invalid JWT token.")
@@ -400,11 +452,26 @@ class GraphStandIn:
             except jwt.PyJWTError:
                 return self._token_error(request, 401, "invalid_client", 50027, "Invalid JWT token.")
             if claims.get("iss") != self.client_id or claims.get("sub") != self.client_id:
-                return self._token_error(request, 401, "invalid_client", 50027, "Invalid JWT token: wrong issuer.")
+                return self._token_error(
+                    request, 401, "invalid_client", 50027, "Invalid JWT token: wrong issuer."
+                )
             if claims.get("aud") != f"{origin}/{self.tenant_id}/oauth2/v2.0/token":
-                return self._token_error(request, 401, "invalid_client", 700212, "No matching federated identity record found for presented assertion audience.")
+                return self._token_error(
+                    request,
+                    401,
+                    "invalid_client",
+                    700212,
+                    "No matching federated identity record found for presented assertion audience.",
+                )
         elif form.get("client_secret") != self.client_secret:
-            return self._token_error(request, 401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app.")
+            return self._token_error(
+                request,
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the "
+                "client secret value, not the client secret ID, for a secret added to app.",
+            )
         token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0." + secrets.token_urlsafe(32)
         self.tokens.add(token)
         return httpx.Response(
@@ -434,7 +501,12 @@ class GraphStandIn:
     ) -> httpx.Response:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
-            return self._error(request, 401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience." if auth else "Access token is empty.")
+            return self._error(
+                request,
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure. Invalid audience." if auth else "Access token is empty.",
+            )
         for fault in self._take_fault(method, path):
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return self._error(request, fault.status, fault.code, fault.message, headers)
@@ -467,11 +539,26 @@ class GraphStandIn:
             assert uid is not None or segs[2] == "sendMail"
             tail = segs[2:]
             if tail == ["revokeSignInSessions"] and method == "POST":
-                return self._json(request, 200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean", "value": True})
+                return self._json(
+                    request,
+                    200,
+                    {
+                        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean",
+                        "value": True,
+                    },
+                )
             if tail in (["transitiveMemberOf"], ["memberOf"]) and method == "GET":
                 return self._page(request, self._member_of(uid), params, path)  # type: ignore[arg-type]
             if tail == ["licenseDetails"] and method == "GET":
-                items = [{"id": secrets.token_hex(8), "skuId": str(uuid.uuid5(uuid.NAMESPACE_DNS, sku)), "skuPartNumber": sku, "servicePlans": []} for sku in s.licenses.get(uid, [])]  # type: ignore[arg-type]
+                items = [
+                    {
+                        "id": secrets.token_hex(8),
+                        "skuId": str(uuid.uuid5(uuid.NAMESPACE_DNS, sku)),
+                        "skuPartNumber": sku,
+                        "servicePlans": [],
+                    }
+                    for sku in s.licenses.get(uid, [])
+                ]  # type: ignore[arg-type]
                 return self._json(request, 200, {"value": [self._select(i, params) for i in items]})
             if tail[:1] == ["authentication"]:
                 return self._authentication(request, method, uid, tail[1:], payload)  # type: ignore[arg-type]
@@ -485,19 +572,48 @@ class GraphStandIn:
                     return self._error(request, 404, "ResourceNotFound", "User's mysite not found.")
                 used, total = s.drive[uid]  # type: ignore[index]
                 ratio = used / total if total else 0
-                state = "exceeded" if ratio >= 1 else "critical" if ratio >= 0.98 else "nearing" if ratio >= 0.9 else "normal"
-                drive = {"id": "b!" + secrets.token_urlsafe(12), "driveType": "business",
-                         "quota": {"deleted": 0, "remaining": max(0, total - used), "state": state, "total": total, "used": used}}
+                state = (
+                    "exceeded"
+                    if ratio >= 1
+                    else "critical"
+                    if ratio >= 0.98
+                    else "nearing"
+                    if ratio >= 0.9
+                    else "normal"
+                )
+                drive = {
+                    "id": "b!" + secrets.token_urlsafe(12),
+                    "driveType": "business",
+                    "quota": {
+                        "deleted": 0,
+                        "remaining": max(0, total - used),
+                        "state": state,
+                        "total": total,
+                        "used": used,
+                    },
+                }
                 return self._json(request, 200, self._select(drive, params))
             if tail == ["sendMail"] and method == "POST":
                 return self._send_mail(request, segs[1], payload)
         if segs[0] == "groups":
             if n == 1 and method == "GET":
                 expression = params.get("$filter", "")
-                nick, display = _odata_literal(expression, "mailNickname"), _odata_literal(expression, "displayName")
+                nick, display = (
+                    _odata_literal(expression, "mailNickname"),
+                    _odata_literal(expression, "displayName"),
+                )
                 if expression and nick is None and display is None:
                     return self._error(request, 400, "Request_UnsupportedQuery", "Unsupported query.")
-                found = [g for g in s.groups.values() if (nick and g["mailNickname"].casefold() == nick.casefold()) or (display and g["displayName"].casefold() == display.casefold())] if expression else list(s.groups.values())
+                found = (
+                    [
+                        g
+                        for g in s.groups.values()
+                        if (nick and g["mailNickname"].casefold() == nick.casefold())
+                        or (display and g["displayName"].casefold() == display.casefold())
+                    ]
+                    if expression
+                    else list(s.groups.values())
+                )
                 return self._page(request, [self._select(g, params) for g in found], params, path)
             gid = segs[1] if n >= 2 else ""
             if gid not in s.groups:
@@ -505,13 +621,18 @@ class GraphStandIn:
             if n == 2 and method == "GET":
                 return self._json(request, 200, self._select(s.groups[gid], params))
             if segs[2:] == ["owners"] and method == "GET":
-                owners = [{"@odata.type": "#microsoft.graph.user", **self._select(s.users[o], params)} for o in s.owners.get(gid, [])]
+                owners = [
+                    {"@odata.type": "#microsoft.graph.user", **self._select(s.users[o], params)}
+                    for o in s.owners.get(gid, [])
+                ]
                 return self._page(request, owners, params, path)
             if segs[2:] == ["members", "$ref"] and method == "POST":
                 return self._add_member(request, gid, payload)
         if segs[:2] == ["deviceManagement", "managedDevices"] and n == 4 and method == "POST":
             if segs[2] not in s.devices:
-                return self._error(request, 404, "ResourceNotFound", f"Resource not found for the segment 'managedDevices'.")
+                return self._error(
+                    request, 404, "ResourceNotFound", "Resource not found for the segment 'managedDevices'."
+                )
             if segs[3] not in ("syncDevice", "rebootNow", "remoteLock"):
                 return self._error(request, 400, "BadRequest", "Resource not found for the segment.")
             return self._json(request, 204, None)
@@ -522,8 +643,16 @@ class GraphStandIn:
             self._reports[token] = self._mailbox_csv()
             origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
             rid, crid = self._rid(request)
-            return httpx.Response(302, headers={"Location": f"{origin}/reports-download/{token}", "Content-Type": "text/plain",
-                                                "request-id": rid, "client-request-id": crid}, request=request)
+            return httpx.Response(
+                302,
+                headers={
+                    "Location": f"{origin}/reports-download/{token}",
+                    "Content-Type": "text/plain",
+                    "request-id": rid,
+                    "client-request-id": crid,
+                },
+                request=request,
+            )
         return self._error(request, 400, "BadRequest", f"Resource not found for the segment '{segs[0]}'.")
 
     def _user_id(self, key: str) -> str | None:
@@ -546,20 +675,31 @@ class GraphStandIn:
         expression = params.get("$filter", "")
         mail, upn = _odata_literal(expression, "mail"), _odata_literal(expression, "userPrincipalName")
         if expression and mail is None and upn is None:
-            return self._error(request, 400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for property.")
+            return self._error(
+                request,
+                400,
+                "Request_UnsupportedQuery",
+                "Unsupported or invalid query filter clause specified for property.",
+            )
         found = [
-            u for u in self.state.users.values()
+            u
+            for u in self.state.users.values()
             if not expression
             or (mail and (u.get("mail") or "").casefold() == mail.casefold())
             or (upn and u["userPrincipalName"].casefold() == upn.casefold())
         ]
         return self._page(request, [self._select(u, params) for u in found], params, "/users")
 
-    def _page(self, request: httpx.Request, items: list[dict[str, Any]], params: httpx.QueryParams, path: str) -> httpx.Response:
+    def _page(
+        self, request: httpx.Request, items: list[dict[str, Any]], params: httpx.QueryParams, path: str
+    ) -> httpx.Response:
         token = params.get("$skiptoken")
         start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
         chunk = items[start : start + self.page_size]
-        body: dict[str, Any] = {"@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#{path.strip('/').split('/')[-1]}", "value": chunk}
+        body: dict[str, Any] = {
+            "@odata.context": f"https://graph.microsoft.com/v1.0/$metadata#{path.strip('/').split('/')[-1]}",
+            "value": chunk,
+        }
         if start + self.page_size < len(items):
             origin = f"{request.url.scheme}://{request.url.netloc.decode()}"
             keep = {k: v for k, v in params.items() if k != "$skiptoken"}
@@ -571,12 +711,22 @@ class GraphStandIn:
     def _member_of(self, uid: str) -> list[dict[str, Any]]:
         s = self.state
         items: list[dict[str, Any]] = [
-            {"@odata.type": "#microsoft.graph.group", **{k: g[k] for k in ("id", "displayName", "mailNickname")}}
-            for gid, g in s.groups.items() if uid in s.members.get(gid, set())
+            {
+                "@odata.type": "#microsoft.graph.group",
+                **{k: g[k] for k in ("id", "displayName", "mailNickname")},
+            }
+            for gid, g in s.groups.items()
+            if uid in s.members.get(gid, set())
         ]
         for role in s.roles.get(uid, []):
-            items.append({"@odata.type": "#microsoft.graph.directoryRole", "id": str(uuid.uuid5(uuid.NAMESPACE_OID, role)),
-                          "displayName": role, "roleTemplateId": str(uuid.uuid5(uuid.NAMESPACE_URL, role))})
+            items.append(
+                {
+                    "@odata.type": "#microsoft.graph.directoryRole",
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_OID, role)),
+                    "displayName": role,
+                    "roleTemplateId": str(uuid.uuid5(uuid.NAMESPACE_URL, role)),
+                }
+            )
         return items
 
     def _patch_user(self, request: httpx.Request, uid: str, payload: Any) -> httpx.Response:
@@ -586,27 +736,60 @@ class GraphStandIn:
         if "passwordProfile" in payload:
             profile = payload["passwordProfile"]
             if not isinstance(profile, dict) or not isinstance(profile.get("password"), str):
-                return self._error(request, 400, "Request_BadRequest", "Invalid value specified for property 'passwordProfile'.")
-            unknown = set(profile) - {"password", "forceChangePasswordNextSignIn", "forceChangePasswordNextSignInWithMfa"}
+                return self._error(
+                    request,
+                    400,
+                    "Request_BadRequest",
+                    "Invalid value specified for property 'passwordProfile'.",
+                )
+            unknown = set(profile) - {
+                "password",
+                "forceChangePasswordNextSignIn",
+                "forceChangePasswordNextSignInWithMfa",
+            }
             if unknown:
-                return self._error(request, 400, "Request_BadRequest", f"Property '{sorted(unknown)[0]}' does not exist on type 'passwordProfile'.")
+                return self._error(
+                    request,
+                    400,
+                    "Request_BadRequest",
+                    f"Property '{sorted(unknown)[0]}' does not exist on type 'passwordProfile'.",
+                )
             if self.state.roles.get(uid) and not self.app_can_manage_admins:
-                return self._error(request, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+                return self._error(
+                    request,
+                    403,
+                    "Authorization_RequestDenied",
+                    "Insufficient privileges to complete the operation.",
+                )
             password = profile["password"]
-            classes = sum(bool(re.search(p, password)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^a-zA-Z0-9]"))
+            classes = sum(
+                bool(re.search(p, password)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^a-zA-Z0-9]")
+            )
             if not (8 <= len(password) <= 256 and classes >= 3):
-                return self._error(request, 400, "Request_BadRequest", "The specified password does not comply with password complexity requirements. Please provide a different password.")
+                return self._error(
+                    request,
+                    400,
+                    "Request_BadRequest",
+                    "The specified password does not comply with password complexity requirements. "
+                    "Please provide a different password.",
+                )
             user["lastPasswordChangeDateTime"] = _iso()
         for key, value in payload.items():
             if key != "passwordProfile":
                 user[key] = value
         return self._json(request, 204, None)
 
-    def _authentication(self, request: httpx.Request, method: str, uid: str, tail: list[str], payload: Any) -> httpx.Response:
+    def _authentication(
+        self, request: httpx.Request, method: str, uid: str, tail: list[str], payload: Any
+    ) -> httpx.Response:
         s = self.state
         kind = tail[0] if tail else ""
         if kind == "emailMethods" and method == "GET":
-            value = [{"id": "3ddfcfc8-9383-446f-83cc-3ab9be4be18f", "emailAddress": s.alternate[uid]}] if uid in s.alternate else []
+            value = (
+                [{"id": "3ddfcfc8-9383-446f-83cc-3ab9be4be18f", "emailAddress": s.alternate[uid]}]
+                if uid in s.alternate
+                else []
+            )
             return self._json(request, 200, {"value": value})
         if kind in ("phoneMethods", "microsoftAuthenticatorMethods"):
             store = s.phones if kind == "phoneMethods" else s.authenticators
@@ -615,7 +798,9 @@ class GraphStandIn:
             if len(tail) == 2 and method == "DELETE":
                 kept = [m for m in store.get(uid, []) if m["id"] != tail[1]]
                 if len(kept) == len(store.get(uid, [])):
-                    return self._error(request, 404, "itemNotFound", "The requested authentication method was not found.")
+                    return self._error(
+                        request, 404, "itemNotFound", "The requested authentication method was not found."
+                    )
                 store[uid] = kept
                 return self._json(request, 204, None)
         if kind == "temporaryAccessPassMethods" and len(tail) == 1 and method == "POST":
@@ -625,7 +810,9 @@ class GraphStandIn:
                 return self._error(request, 400, "badRequest", "Invalid property in the request.")
             lifetime = int(payload.get("lifetimeInMinutes", 60))
             if not 10 <= lifetime <= 43200:
-                return self._error(request, 400, "badRequest", "lifetimeInMinutes must be between 10 and 43200.")
+                return self._error(
+                    request, 400, "badRequest", "lifetimeInMinutes must be between 10 and 43200."
+                )
             if not s.users[uid]["accountEnabled"]:
                 return self._error(request, 400, "badRequest", "The user is disabled.")
             body = {
@@ -646,16 +833,26 @@ class GraphStandIn:
         ref = payload.get("@odata.id") if isinstance(payload, dict) else None
         match = re.match(r"^https://[^/]+/v1\.0/directoryObjects/([^/?#]+)$", str(ref or ""))
         if match is None:
-            return self._error(request, 400, "Request_BadRequest", "Invalid object identifier '" + str(ref) + "'.")
+            return self._error(
+                request, 400, "Request_BadRequest", "Invalid object identifier '" + str(ref) + "'."
+            )
         uid = match.group(1)
         if uid not in self.state.users:
             return self._not_found(request, uid)
         if uid in self.state.members[gid]:
-            return self._error(request, 400, "Request_BadRequest", "One or more added object references already exist for the following modified properties: 'members'.")
+            return self._error(
+                request,
+                400,
+                "Request_BadRequest",
+                "One or more added object references already exist for the following modified "
+                "properties: 'members'.",
+            )
         self.state.members[gid].add(uid)
         return self._json(request, 204, None)
 
-    def _mailbox_settings(self, request: httpx.Request, method: str, uid: str, payload: Any) -> httpx.Response:
+    def _mailbox_settings(
+        self, request: httpx.Request, method: str, uid: str, payload: Any
+    ) -> httpx.Response:
         current = self.state.mailbox_settings[uid]
         context = f"https://graph.microsoft.com/v1.0/$metadata#users('{uid}')/mailboxSettings"
         if method == "GET":
@@ -669,10 +866,16 @@ class GraphStandIn:
             if setting.get("externalAudience", "all") not in ("none", "contactsOnly", "all"):
                 return self._error(request, 400, "ErrorInvalidArgument", "Invalid external audience.")
             for key in ("scheduledStartDateTime", "scheduledEndDateTime"):
-                if key in setting and not (isinstance(setting[key], dict) and {"dateTime", "timeZone"} <= set(setting[key])):
+                if key in setting and not (
+                    isinstance(setting[key], dict) and {"dateTime", "timeZone"} <= set(setting[key])
+                ):
                     return self._error(request, 400, "ErrorInvalidArgument", f"Invalid {key}.")
             current["automaticRepliesSetting"] = {**current["automaticRepliesSetting"], **setting}
-        return self._json(request, 200, {"@odata.context": context, "automaticRepliesSetting": current["automaticRepliesSetting"]})
+        return self._json(
+            request,
+            200,
+            {"@odata.context": context, "automaticRepliesSetting": current["automaticRepliesSetting"]},
+        )
 
     def _send_mail(self, request: httpx.Request, sender: str, payload: Any) -> httpx.Response:
         if self._user_id(sender) is None:
@@ -682,22 +885,49 @@ class GraphStandIn:
         if not recipients or "body" not in message:
             return self._error(request, 400, "ErrorInvalidRecipients", "At least one recipient is not valid.")
         for r in recipients:
-            self.sent_mail.append(SentMail(sender, r["emailAddress"]["address"], message.get("subject", ""), message["body"].get("content", "")))
+            self.sent_mail.append(
+                SentMail(
+                    sender,
+                    r["emailAddress"]["address"],
+                    message.get("subject", ""),
+                    message["body"].get("content", ""),
+                )
+            )
         return self._json(request, 202, None)
 
     def _mailbox_csv(self) -> str:
-        header = ("Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,Created Date,"
-                  "Last Activity Date,Item Count,Storage Used (Byte),Issue Warning Quota (Byte),"
-                  "Prohibit Send Quota (Byte),Prohibit Send/Receive Quota (Byte),Deleted Item Count,"
-                  "Deleted Item Size (Byte),Deleted Item Quota (Byte),Has Archive,Report Period")
+        header = (
+            "Report Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,Created Date,"
+            "Last Activity Date,Item Count,Storage Used (Byte),Issue Warning Quota (Byte),"
+            "Prohibit Send Quota (Byte),Prohibit Send/Receive Quota (Byte),Deleted Item Count,"
+            "Deleted Item Size (Byte),Deleted Item Quota (Byte),Has Archive,Report Period"
+        )
         rows = [header]
         for uid, (used, total) in self.state.mailbox.items():
             u = self.state.users[uid]
-            rows.append(",".join([
-                "2026-09-20", u["userPrincipalName"], u["displayName"], "False", "", "2024-01-01", "2026-09-19",
-                "1200", str(used), str(int(total * 0.9)), str(int(total * 0.98)), str(total), "10", "1024",
-                str(30 * 1024 * MB), "False", "7",
-            ]))
+            rows.append(
+                ",".join(
+                    [
+                        "2026-09-20",
+                        u["userPrincipalName"],
+                        u["displayName"],
+                        "False",
+                        "",
+                        "2024-01-01",
+                        "2026-09-19",
+                        "1200",
+                        str(used),
+                        str(int(total * 0.9)),
+                        str(int(total * 0.98)),
+                        str(total),
+                        "10",
+                        "1024",
+                        str(30 * 1024 * MB),
+                        "False",
+                        "7",
+                    ]
+                )
+            )
         return "\ufeff" + "\n".join(rows) + "\n"
 
     def _download(self, request: httpx.Request, path: str) -> httpx.Response:
@@ -706,7 +936,12 @@ class GraphStandIn:
         text = self._reports.pop(path.rsplit("/", 1)[-1], None)
         if text is None:
             return httpx.Response(404, text="expired", request=request)
-        return httpx.Response(200, headers={"Content-Type": "application/octet-stream"}, content=text.encode("utf-8"), request=request)
+        return httpx.Response(
+            200,
+            headers={"Content-Type": "application/octet-stream"},
+            content=text.encode("utf-8"),
+            request=request,
+        )
 
     def _batch(self, request: httpx.Request, payload: Any) -> httpx.Response:
         items = (payload or {}).get("requests")
@@ -719,23 +954,47 @@ class GraphStandIn:
             return self._error(request, 400, "BadRequest", "Batch request contains duplicate ids.")
         responses = []
         for item in items:
-            if item.get("body") is not None and "content-type" not in {k.lower() for k in (item.get("headers") or {})}:
-                responses.append({"id": item["id"], "status": 400, "headers": {},
-                                  "body": {"error": {"code": "BadRequest", "message": "Content-Type header is required."}}})
+            if item.get("body") is not None and "content-type" not in {
+                k.lower() for k in (item.get("headers") or {})
+            }:
+                responses.append(
+                    {
+                        "id": item["id"],
+                        "status": 400,
+                        "headers": {},
+                        "body": {
+                            "error": {"code": "BadRequest", "message": "Content-Type header is required."}
+                        },
+                    }
+                )
                 continue
             url = str(item.get("url", ""))
-            full = httpx.URL(f"https://graph.microsoft.com{GRAPH_VERSION}{url if url.startswith('/') else '/' + url}")
+            full = httpx.URL(
+                f"https://graph.microsoft.com{GRAPH_VERSION}{url if url.startswith('/') else '/' + url}"
+            )
             inner_request = httpx.Request(
                 item.get("method", "GET"),
                 full,
                 headers={"Authorization": request.headers.get("Authorization", "")},
             )
-            inner_path = unquote(full.path)[len(GRAPH_VERSION):]
-            response = self._graph(inner_request, inner_request.method, inner_path, full.params,
-                                   json.dumps(item["body"]) if item.get("body") is not None else "", top_level=False)
-            headers = {k: v for k, v in response.headers.items() if k.lower() in ("content-type", "retry-after", "location")}
+            inner_path = unquote(full.path)[len(GRAPH_VERSION) :]
+            response = self._graph(
+                inner_request,
+                inner_request.method,
+                inner_path,
+                full.params,
+                json.dumps(item["body"]) if item.get("body") is not None else "",
+                top_level=False,
+            )
+            headers = {
+                k: v
+                for k, v in response.headers.items()
+                if k.lower() in ("content-type", "retry-after", "location")
+            }
             body = json.loads(response.content) if response.content else None
-            responses.append({"id": item["id"], "status": response.status_code, "headers": headers, "body": body})
+            responses.append(
+                {"id": item["id"], "status": response.status_code, "headers": headers, "body": body}
+            )
         responses.reverse()  # Graph does not keep the order
         return self._json(request, 200, {"responses": responses})
 
@@ -761,8 +1020,12 @@ def serve_https(standin: GraphStandIn, tmp_path: Path) -> Iterator[tuple[str, Pa
             length = int(self.headers.get("Content-Length") or 0)
             content = self.rfile.read(length) if length else b""
             host = f"127.0.0.1:{self.server.server_address[1]}"
-            request = httpx.Request(self.command, f"https://{host}{self.path}",
-                                    headers=[(k, v) for k, v in self.headers.items()], content=content)
+            request = httpx.Request(
+                self.command,
+                f"https://{host}{self.path}",
+                headers=[(k, v) for k, v in self.headers.items()],
+                content=content,
+            )
             response = standin.handler(request)
             payload = response.content
             self.send_response(response.status_code)
@@ -773,9 +1036,9 @@ def serve_https(standin: GraphStandIn, tmp_path: Path) -> Iterator[tuple[str, Pa
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_POST = do_PATCH = do_DELETE = _serve  # noqa: N815
+        do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

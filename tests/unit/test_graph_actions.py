@@ -20,11 +20,19 @@ BOB = Person("0d8f8a1e-0000-4000-8000-000000000002", "bob@example.com", "Bob Bui
 CAROL = Person("0d8f8a1e-0000-4000-8000-000000000003", "carol@example.com", "Carol Disabled", enabled=False)
 DAVE = Person("0d8f8a1e-0000-4000-8000-000000000004", "dave@example.com", "Dave Synced")
 ERIN = Person("0d8f8a1e-0000-4000-8000-000000000005", "erin@example.com", "Erin Newhire")
-ADA = Person("0d8f8a1e-0000-4000-8000-000000000020", "ada.admin@example.com", "Ada Admin",
-             roles=frozenset({Role.EMPLOYEE, Role.ADMIN}))
+ADA = Person(
+    "0d8f8a1e-0000-4000-8000-000000000020",
+    "ada.admin@example.com",
+    "Ada Admin",
+    roles=frozenset({Role.EMPLOYEE, Role.ADMIN}),
+)
 GLASS = Person("0d8f8a1e-0000-4000-8000-000000000021", "breakglass@example.com", "Emergency Access")
-TOM = Person("0d8f8a1e-0000-4000-8000-000000000010", "tom.tech@example.com", "Tom Technician",
-             roles=frozenset({Role.EMPLOYEE, Role.TECHNICIAN}))
+TOM = Person(
+    "0d8f8a1e-0000-4000-8000-000000000010",
+    "tom.tech@example.com",
+    "Tom Technician",
+    roles=frozenset({Role.EMPLOYEE, Role.TECHNICIAN}),
+)
 
 
 class Harness:
@@ -35,7 +43,9 @@ class Harness:
         self.ctx = RecordingContext()
 
     async def run(self, name: str, person: Person = ALICE, **args: str) -> ActionOutcome:
-        return await self.runner.run(ActionRequest(name, person, dict(args), f"console:{person.email}"), self.ctx)
+        return await self.runner.run(
+            ActionRequest(name, person, dict(args), f"console:{person.email}"), self.ctx
+        )
 
     def actions(self) -> list[dict[str, Any]]:
         return self.ctx.of("action")
@@ -75,11 +85,17 @@ async def test_reset_password_success_shows_secret_once(make: Factory) -> None:
     assert outcome.secret not in outcome.message
     started, done = h.ctx.of("action_started"), h.actions()
     assert len(started) == 1 and len(done) == 1
-    assert done[0]["name"] == "reset_password" and done[0]["ok"] is True and done[0]["for"] == "alice@example.com"
+    assert (
+        done[0]["name"] == "reset_password"
+        and done[0]["ok"] is True
+        and done[0]["for"] == "alice@example.com"
+    )
     assert done[0]["request_id"] == outcome.request_id
     if h.backend.standin:
         patch = h.backend.standin.calls("PATCH", r"^/users/[^/]+$")[-1].json()
-        assert patch == {"passwordProfile": {"password": outcome.secret, "forceChangePasswordNextSignIn": True}}
+        assert patch == {
+            "passwordProfile": {"password": outcome.secret, "forceChangePasswordNextSignIn": True}
+        }
         assert done[0]["request_id"]
 
 
@@ -111,11 +127,14 @@ async def test_reset_password_refused_for_disabled_and_synced(make: Factory) -> 
     assert synced.escalate
 
 
-@pytest.mark.parametrize("kind,code,cause", [
-    ("permission", "permission_missing", "permission_missing"),
-    ("throttled", "unavailable", "throttled"),
-    ("unavailable", "unavailable", "unavailable"),
-])
+@pytest.mark.parametrize(
+    "kind,code,cause",
+    [
+        ("permission", "permission_missing", "permission_missing"),
+        ("throttled", "unavailable", "throttled"),
+        ("unavailable", "unavailable", "unavailable"),
+    ],
+)
 async def test_reset_password_failures_escalate_with_cause(
     make: Factory, kind: str, code: str, cause: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -230,7 +249,11 @@ async def test_technician_approval_verification(make: Factory) -> None:
     h = make(verification="technician_approval")
     pending = await h.run("revoke_sessions")
     only(pending, "pending_approval", ok=True)
-    assert {n.email for n in h.ctx.notices} == {"tom.tech@example.com", "tina.tech@example.com", "theo.tech@example.com"}
+    assert {n.email for n in h.ctx.notices} == {
+        "tom.tech@example.com",
+        "tina.tech@example.com",
+        "theo.tech@example.com",
+    }
     value = h.ctx.notices[0].buttons[0].value
     assert value.startswith("approval:approve:ver-")
     only(await h.run("revoke_sessions"), "pending_approval")
@@ -384,8 +407,10 @@ async def test_group_access_already_member(make: Factory) -> None:
 
 
 async def test_group_access_owner_cannot_approve_self_and_configured_approver(make: Factory) -> None:
-    h = make(group_access_allowlist=["marketing-share", "orphan-share"],
-             group_access_approvers={"orphan-share": ["tina.tech@example.com"]})
+    h = make(
+        group_access_allowlist=["marketing-share", "orphan-share"],
+        group_access_approvers={"orphan-share": ["tina.tech@example.com"]},
+    )
     # Bob owns marketing-share: nobody else can approve his own request.
     only(await h.run("request_group_access", BOB, group="marketing-share"), "no_approver", ok=False)
     outcome = await h.run("request_group_access", ALICE, group="orphan-share")
@@ -400,14 +425,19 @@ async def test_device_sync_flow(make: Factory) -> None:
     h = make()
     ask = await h.run("device_actions")
     only(ask, "needs_input")
-    assert ask.input_slot == "device" and [c.value for c in ask.choices] == ["dev-alice-laptop", "dev-alice-phone"]
+    assert ask.input_slot == "device" and [c.value for c in ask.choices] == [
+        "dev-alice-laptop",
+        "dev-alice-phone",
+    ]
     ask2 = await h.run("device_actions", device="dev-alice-laptop")
     only(ask2, "needs_input")
     assert ask2.input_slot == "command"
     done = await h.run("device_actions", device="dev-alice-laptop", command="sync")
     only(done, "done", ok=True)
     if h.backend.standin:
-        assert h.backend.standin.calls("POST", r"^/deviceManagement/managedDevices/dev-alice-laptop/syncDevice$")
+        assert h.backend.standin.calls(
+            "POST", r"^/deviceManagement/managedDevices/dev-alice-laptop/syncDevice$"
+        )
 
 
 async def test_device_restart_needs_confirmation(make: Factory) -> None:
@@ -415,7 +445,9 @@ async def test_device_restart_needs_confirmation(make: Factory) -> None:
     ask = await h.run("device_actions", device="dev-alice-laptop", command="restart")
     only(ask, "needs_input")
     assert ask.input_slot == "confirm"
-    only(await h.run("device_actions", device="dev-alice-laptop", command="restart", confirm="no"), "cancelled")
+    only(
+        await h.run("device_actions", device="dev-alice-laptop", command="restart", confirm="no"), "cancelled"
+    )
     only(await h.run("device_actions", device="dev-alice-laptop", command="restart", confirm="yes"), "done")
     if h.backend.standin:
         assert len(h.backend.standin.calls("POST", r"/rebootNow$")) == 1
@@ -469,7 +501,9 @@ async def test_out_of_office_escapes_html(make: Factory) -> None:
 
 async def test_out_of_office_off_and_bad_dates(make: Factory) -> None:
     h = make()
-    only(await h.run("set_out_of_office", message="Away", start="2026-10-05", end="2026-10-01"), "needs_input")
+    only(
+        await h.run("set_out_of_office", message="Away", start="2026-10-05", end="2026-10-01"), "needs_input"
+    )
     only(await h.run("set_out_of_office", message="Away", end="next tuesday"), "needs_input")
     only(await h.run("set_out_of_office", status="off"), "done")
     assert (await h.backend.directory.automatic_replies(ALICE.directory_id)).status == "disabled"
