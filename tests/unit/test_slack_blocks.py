@@ -110,3 +110,21 @@ def test_translation_of_events_commands_and_views() -> None:
         "state": {"values": {"b": {"code": {"type": "plain_text_input", "value": "42"}}}}}})
     assert view is not None and view.needs_dm and view.action is not None
     assert view.action.value == "form:details" and view.action.values == {"code": "42"}
+
+
+def test_manifest_matches_the_code() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from bot.channels.slack.translate import COMMAND, SHORTCUT_CALLBACK
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "slack-manifest.yaml").read_text())
+    features = manifest["features"]
+    assert [c["command"] for c in features["slash_commands"]] == [COMMAND]
+    assert [s["callback_id"] for s in features["shortcuts"]] == [SHORTCUT_CALLBACK]
+    settings = manifest["settings"]
+    assert settings["event_subscriptions"]["request_url"].endswith("/slack/events")
+    assert settings["interactivity"]["request_url"].endswith("/slack/events")
+    assert {"app_home_opened", "app_mention", "message.im"} <= set(settings["event_subscriptions"]["bot_events"])
+    assert "users:read.email" in manifest["oauth_config"]["scopes"]["bot"]
