@@ -79,7 +79,10 @@ class IdentityCache:
             user = await self._lookup(user_id)
             future.set_result(user)
             return user
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning if nobody else waits
             raise
