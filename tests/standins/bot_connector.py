@@ -41,6 +41,7 @@ class Failure:
     method: str | None = None
     path_contains: str | None = None
     body: dict[str, Any] = field(default_factory=dict)
+    activity_type: str | None = None
 
 
 class BotConnectorStandIn:
@@ -58,11 +59,11 @@ class BotConnectorStandIn:
     # ----- control ----------------------------------------------------------------------
 
     def fail(self, status: int, times: int = 1, *, retry_after: str | None = None, method: str | None = None,
-             path_contains: str | None = None, code: str | None = None) -> None:
+             path_contains: str | None = None, code: str | None = None, activity_type: str | None = None) -> None:
         body = {"error": {"code": code or {403: "BotNotInConversationRoster", 404: "ConversationNotFound",
                                            429: "Throttled", 412: "PreconditionFailed"}.get(status, "ServiceError"),
                           "message": f"injected {status}"}}
-        self.failures.append(Failure(status, times, retry_after, method, path_contains, body))
+        self.failures.append(Failure(status, times, retry_after, method, path_contains, body, activity_type))
 
     @property
     def url(self) -> str:
@@ -109,13 +110,15 @@ class BotConnectorStandIn:
 
     # ----- server -----------------------------------------------------------------------
 
-    def _failure(self, method: str, path: str) -> Failure | None:
+    def _failure(self, method: str, path: str, body: Any) -> Failure | None:
         for failure in self.failures:
             if failure.times <= 0:
                 continue
             if failure.method and failure.method != method:
                 continue
             if failure.path_contains and failure.path_contains not in path:
+                continue
+            if failure.activity_type and not (isinstance(body, dict) and body.get("type") == failure.activity_type):
                 continue
             failure.times -= 1
             return failure
@@ -129,7 +132,7 @@ class BotConnectorStandIn:
             body = await request.json() if request.can_read_body else None
         except json.JSONDecodeError:
             body = None
-        failure = self._failure(method, path)
+        failure = self._failure(method, path, body)
         auth = request.headers.get("Authorization")
         if failure is not None:
             self.calls.append(Call(method, path, conversation_id, activity_id, body, failure.status, auth))
