@@ -94,7 +94,10 @@ steps:
     input: form
     title: Device details
     fields:
-      - {name: device, label: Device, kind: choice, options: [{label: Laptop, value: laptop}, {label: Monitor, value: monitor}]}
+      - name: device
+        label: Device
+        kind: choice
+        options: [{label: Laptop, value: laptop}, {label: Monitor, value: monitor}]
       - {name: tag, label: Asset tag, pattern: "^[A-Z]{2}-[0-9]+$"}
   - id: thanks
     kind: end
