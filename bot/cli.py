@@ -25,6 +25,15 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
 
+def _mount_subcommands() -> None:
+    from bot.channels.teams.cli import app as teams_app
+
+    app.add_typer(teams_app, name="teams", help="Microsoft Teams app package.")
+
+
+_mount_subcommands()
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(message, err=True)
     raise typer.Exit(code)

@@ -133,9 +133,26 @@ class TeamsSettings(Section):
     enabled: bool = False
     app_id: str = ""
     app_password: SecretStr | None = None
+    # Instead of app_password: a PFX (PKCS#12) file with the app registration's certificate and key.
+    certificate_path: Path | None = None
     tenant_id: str = ""
     # Development only: accept unauthenticated requests. Refused when app_id is set.
     allow_anonymous: bool = False
+    # Where proactive messages go for people and tenants the bot has not heard from yet.
+    service_url: str = "https://smba.trafficmanager.net/teams/"
+    # Technician queue: the channel conversation id (19:...@thread.tacv2) ticket cards are posted to.
+    queue_channel: str = ""
+    # Pacing below Teams' per-bot limits (learn.microsoft.com/microsoftteams/platform/bots/how-to/rate-limit):
+    # "count/seconds" windows per conversation, and one overall rate for the app.
+    conversation_windows: list[str] = Field(default_factory=lambda: ["7/1", "8/2", "60/30", "1800/3600"])
+    app_messages_per_second: float = Field(default=30.0, gt=0)
+    # A turn still running after this long gets a "working on it" message (Teams' own deadline is ~15 s).
+    interim_after_seconds: float = Field(default=4.0, gt=0)
+    # Name and descriptions for the app package (`helpdesk teams package`).
+    package_name: str = "Help Desk"
+    package_version: str = "1.0.0"
+    developer_name: str = "IT Help Desk"
+    website_url: str = "https://example.com/helpdesk"
 
 
 class FlowSettings(Section):

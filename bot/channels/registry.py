@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.outbox.worker import Sender
 from bot.settings import Settings
 
 
-def build_senders(settings: Settings) -> dict[str, Sender]:
-    """Senders for a process that only delivers (`helpdesk worker`). Call inside the event loop.
+def build_senders(settings: Settings, app: Any = None) -> dict[str, Sender]:
+    """`app` (a bot.app.App) lets senders share the serving process's clients and pacing.
 
-    `helpdesk serve` replaces these with the senders of the channels it mounts, so that direct
-    replies and outbox deliveries share one Slack client and one pacer.
+    Call inside the running event loop. Without `app` (`helpdesk worker`) each channel builds
+    its own client.
     """
     senders: dict[str, Sender] = {}
     if settings.slack.enabled:
-        from bot.channels.slack.api import SlackApi
-        from bot.channels.slack.blocks import BlockKit
-        from bot.channels.slack.sender import SlackSender
-        from bot.render.renderer import Renderer
+        channel = app.services.get("slack") if app is not None else None
+        if channel is not None:
+            senders["slack"] = channel.sender  # the mounted channel's client and pacer
+        else:
+            from bot.channels.slack.api import SlackApi
+            from bot.channels.slack.blocks import BlockKit
+            from bot.channels.slack.sender import SlackSender
+            from bot.render.renderer import Renderer
 
-        senders["slack"] = SlackSender(SlackApi(settings.slack), BlockKit(Renderer()))
+            senders["slack"] = SlackSender(SlackApi(settings.slack), BlockKit(Renderer()))
+    if settings.teams.enabled:
+        from bot.channels.teams.wiring import teams_sender
+
+        senders["teams"] = teams_sender(settings, app)
     return senders

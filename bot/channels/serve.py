@@ -45,8 +45,33 @@ def _slack(app: Any, settings: Settings) -> ChannelMount | None:
     return SlackMount(app, settings)
 
 
-# Channel factories, in order. Teams: append a factory returning a mount with POST /api/messages.
-MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack]
+class _TeamsMount:
+    name = "teams"
+
+    def __init__(self, app: Any) -> None:
+        from bot.channels.teams.routes import teams_routes
+
+        self._routes = teams_routes(app)  # builds the channel (closed with the app)
+
+    def routes(self) -> Sequence[BaseRoute]:
+        return self._routes
+
+    def senders(self) -> dict[str, Sender]:
+        return {}  # build_senders(settings, app) shares the channel's connector
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def _teams(app: Any, settings: Settings) -> ChannelMount | None:
+    return _TeamsMount(app) if settings.teams.enabled else None
+
+
+# Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages).
+MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams]
 
 
 def settings_problems(settings: Settings) -> list[str]:
@@ -106,7 +131,7 @@ async def serve(settings: Settings, host: str | None = None, port: int | None = 
         mounts = [m for m in (factory(app, settings) for factory in MOUNTS) if m is not None]
         if not mounts:
             log.warning("no channel is enabled (slack.enabled / teams.enabled): serving /healthz only")
-        senders = build_senders(settings)
+        senders = build_senders(settings, app)
         for mount in mounts:
             senders.update(mount.senders())
         if settings.outbox.in_process and senders:

@@ -134,3 +134,41 @@ class OutboxRow(Base):
     message_ref: Mapped[str | None] = mapped_column(String(256), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TeamsConversationRow(Base):
+    """A Teams conversation the bot has seen (personal chat, channel, group chat): what a proactive
+    message needs besides the conversation id. Written by bot/channels/teams on every activity."""
+
+    __tablename__ = "teams_conversations"
+
+    conversation_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    service_url: Mapped[str] = mapped_column(String(512))
+    tenant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    conversation_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    bot_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Personal chats: the person's Teams id and Entra object id.
+    user_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    aad_object_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    team_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # False once the app was removed (or the connector said the bot is not in the conversation).
+    installed: Mapped[bool] = mapped_column(default=True)
+    reason: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TeamsActivityRow(Base):
+    """Activities the bot sent on Teams: the connector has no idempotency keys, so the outbox asks
+    this table whether a message already arrived; the last card is kept for `refresh` invokes."""
+
+    __tablename__ = "teams_activities"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(512), nullable=True, unique=True)
+    conversation_id: Mapped[str] = mapped_column(String(512), index=True)
+    activity_id: Mapped[str] = mapped_column(String(256), index=True)
+    card: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

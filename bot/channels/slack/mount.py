@@ -38,6 +38,7 @@ class SlackMount:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.settings = settings
         self.channel = SlackChannel(app, settings)
+        app.services["slack"] = self.channel  # build_senders(settings, app) shares its client
         self._handler = AsyncSlackRequestHandler(self.channel.bolt)
         self._socket: Any = None
 
