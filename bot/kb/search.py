@@ -1,0 +1,403 @@
+"""Typo- and paraphrase-tolerant article search.
+
+How a query is answered:
+
+1. **Terms.** The query's content words are stemmed. A word the knowledge base has never seen is
+   corrected against the knowledge base's own vocabulary with rapidfuzz (optimal string alignment
+   distance, so a swapped pair of letters counts as one edit), and IT synonyms are added at a lower
+   weight ("pwd" also searches "password").
+2. **Lexical score.** One bm25s index per field (title, keywords = tags + synonyms + category,
+   summary, body), combined with field weights: a word in the title says more than the same word
+   deep in the body. bm25s keeps the precomputed per-term scores in a sparse matrix; we read it
+   directly so each query term can carry its own weight (corrections and synonyms count less).
+3. **Fuzzy re-rank.** The best candidates, plus titles that fuzzily match the whole question
+   (when there are few enough titles to scan), are re-scored with rapidfuzz against the title,
+   tags and synonyms, which rescues word-order paraphrases and typos the corrector left alone.
+4. **Confidence.** How much of the question's information the best article covers, how well its
+   title matches and how far it leads the runner-up give `high`, `medium` or `none`. The cut-offs
+   were calibrated on the Microsoft 365 corpus (bench/kb_search.py) and on CLINC150 out-of-scope
+   questions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+import numpy.typing as npt
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
+
+from bot.core.ports import KbHit, KbResult
+from bot.kb.loader import Article, LoadProblem, load_dir
+from bot.kb.synonyms import build_synonym_map
+from bot.kb.text import STOPWORDS, content_words, stem, stems
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchTuning:
+    """Knobs of the ranking. Defaults were tuned on the Microsoft 365 corpus; see docs/kb.md."""
+
+    title_repeat: int = 2
+    keywords_repeat: int = 2
+    summary_repeat: int = 1
+    body_repeat: int = 1
+    # Exact words and stems are two indexes: exact wording is the stronger signal, stems catch
+    # "printing" for "printer".
+    exact_weight: float = 1.0
+    stem_weight: float = 0.5
+    k1: float = 1.2
+    b: float = 0.75
+    # Weight of a corrected word and of a synonym relative to a word typed as-is.
+    correction_weight: float = 0.85
+    synonym_weight: float = 0.4
+    # How many lexical candidates the fuzzy re-rank looks at, and how much it counts.
+    rerank_depth: int = 40
+    fuzzy_weight: float = 0.35
+    # Scan every title with rapidfuzz only below this many titles (keeps p99 flat at 50k documents).
+    title_scan_limit: int = 20_000
+    # Confidence cut-offs on the 0..1 match score of the best hit (see `_confidence`).
+    high_threshold: float = 0.62
+    medium_threshold: float = 0.40
+    # Index only the beginning of very long bodies: answers are near the top, logs are not.
+    max_body_terms: int = 4000
+
+
+@dataclass(slots=True)
+class _FieldIndex:
+    weight: float
+    exact: bool
+    vocab: dict[str, int]
+    data: FloatArray
+    indices: npt.NDArray[np.int32]
+    indptr: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryTerms:
+    """What a query was turned into: words with weights (as typed, corrected or synonyms), the
+    same by stem, and the question as corrected."""
+
+    weights: Mapping[str, float]
+    stem_weights: Mapping[str, float]
+    corrected_words: tuple[str, ...]
+    corrections: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RankedHit:
+    index: int
+    score: float
+    match: float
+
+
+class KbIndex:
+    """An immutable, searchable snapshot of a knowledge base. Implements `KnowledgeBase`.
+
+    Build it once (`from_dir`, `from_articles`) and share it between threads: searching never
+    mutates anything but caches of pure functions.
+    """
+
+    def __init__(
+        self,
+        articles: Sequence[Article],
+        problems: Sequence[LoadProblem] = (),
+        *,
+        tuning: SearchTuning | None = None,
+        source: Path | None = None,
+    ) -> None:
+        self.tuning = tuning or SearchTuning()
+        self.articles: tuple[Article, ...] = tuple(articles)
+        self.problems: tuple[LoadProblem, ...] = tuple(problems)
+        self.source = source
+        self._by_id = {a.id: i for i, a in enumerate(self.articles)}
+        self._synonyms = build_synonym_map()
+        self._build()
+
+    # ----- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def from_dir(cls, path: Path | str, *, tuning: SearchTuning | None = None) -> KbIndex:
+        loaded = load_dir(Path(path))
+        return cls(loaded.articles, loaded.problems, tuning=tuning, source=Path(path))
+
+    @classmethod
+    def from_articles(cls, articles: Sequence[Article], *, tuning: SearchTuning | None = None) -> KbIndex:
+        return cls(articles, tuning=tuning)
+
+    def _build(self) -> None:
+        t = self.tuning
+        title_words = [content_words(a.title) for a in self.articles]
+        keyword_words = [
+            content_words(" ".join((*a.tags, *a.synonyms, (a.category or "").replace("_", " "))))
+            for a in self.articles
+        ]
+        summary_words = [content_words(a.summary) for a in self.articles]
+        body_words = [content_words(a.plain_body)[: t.max_body_terms] for a in self.articles]
+
+        surface_df: Counter[str] = Counter()
+        trusted: set[str] = set()  # words from titles and keywords: curated, so safe correction targets
+        term_df: Counter[str] = Counter()
+        # Field weights as token repetition (the usual BM25F approximation): a title word counts as
+        # several body words, with one saturation and one idf per document.
+        repeats = (t.title_repeat, t.keywords_repeat, t.summary_repeat, t.body_repeat)
+        exact_corpus: list[list[str]] = []
+        stem_corpus: list[list[str]] = []
+        for i in range(len(self.articles)):
+            doc_fields = (title_words[i], keyword_words[i], summary_words[i], body_words[i])
+            surface_df.update(set().union(*doc_fields))
+            trusted.update(title_words[i])
+            trusted.update(keyword_words[i])
+            exact: list[str] = []
+            stemmed: list[str] = []
+            for words, repeat in zip(doc_fields, repeats, strict=True):
+                field_stems = stems(words)
+                for _ in range(repeat):
+                    exact.extend(words)
+                    stemmed.extend(field_stems)
+            exact_corpus.append(exact)
+            stem_corpus.append(stemmed)
+            term_df.update(set(stemmed))
+
+        self._fields = [
+            self._field_index(exact_corpus, t.exact_weight, exact=True),
+            self._field_index(stem_corpus, t.stem_weight, exact=False),
+        ]
+        n_docs = max(len(self.articles), 1)
+        self._idf = {term: math.log(1 + (n_docs - df + 0.5) / (df + 0.5)) for term, df in term_df.items()}
+        self._surface_df = surface_df
+
+        # Correction targets: words seen in two documents (a word seen once is as likely a typo in
+        # the corpus itself) or in a curated field; bucketed by length so a lookup scans a slice.
+        buckets: dict[int, list[str]] = {}
+        for word, df in surface_df.items():
+            if len(word) >= 3 and not word.isdigit() and (df >= 2 or word in trusted):
+                buckets.setdefault(len(word), []).append(word)
+        for key in self._synonyms:
+            if " " not in key:
+                buckets.setdefault(len(key), []).append(key)
+        self._buckets = {length: sorted(set(words)) for length, words in buckets.items()}
+
+        # What the fuzzy re-rank compares a question with: title, tags and synonyms.
+        self._match_text = [
+            " ".join(dict.fromkeys([*title_words[i], *keyword_words[i]])) for i in range(len(self.articles))
+        ]
+        titled = [(i, " ".join(title_words[i])) for i in range(len(self.articles)) if title_words[i]]
+        self._title_scan = titled if len(titled) <= t.title_scan_limit else []
+        self._correct = lru_cache(maxsize=20_000)(self._correct_uncached)
+
+    def _field_index(self, corpus: list[list[str]], weight: float, *, exact: bool) -> _FieldIndex:
+        retriever = bm25s.BM25(k1=self.tuning.k1, b=self.tuning.b)
+        retriever.index(corpus, show_progress=False)
+        scores = retriever.scores
+        return _FieldIndex(
+            weight=weight,
+            exact=exact,
+            vocab={str(k): int(v) for k, v in retriever.vocab_dict.items() if k != ""},
+            data=np.asarray(scores["data"], dtype=np.float32),
+            indices=np.asarray(scores["indices"], dtype=np.int32),
+            indptr=np.asarray(scores["indptr"], dtype=np.int64),
+        )
+
+    # ----- KnowledgeBase protocol ------------------------------------------------------------
+
+    def article_ids(self) -> frozenset[str]:
+        return frozenset(self._by_id)
+
+    def article(self, article_id: str) -> Article | None:
+        index = self._by_id.get(article_id)
+        return self.articles[index] if index is not None else None
+
+    def render_article(self, article_id: str, max_chars: int | None = None) -> Mapping[str, Any] | None:
+        from bot.kb.render import DEFAULT_MAX_CHARS, article_to_dict
+
+        article = self.article(article_id)
+        if article is None:
+            return None
+        return article_to_dict(article, max_chars=max_chars or DEFAULT_MAX_CHARS)
+
+    def search(self, query: str, limit: int = 3, category: str | None = None) -> KbResult:
+        ranked = self.rank(query, limit=limit, category=category)
+        hits = tuple(
+            KbHit(
+                article_id=self.articles[r.index].id,
+                title=self.articles[r.index].title,
+                summary=self.articles[r.index].summary,
+                score=round(r.score, 4),
+                url=self.articles[r.index].url,
+            )
+            for r in ranked
+        )
+        confidence = self._confidence(ranked)
+        if confidence == "none":
+            # Still offer what was found (a "maybe" list is better than a dead end), but only
+            # hits that match at least a little.
+            hits = tuple(
+                h for h, r in zip(hits, ranked, strict=True) if r.match >= self.tuning.medium_threshold / 2
+            )
+        return KbResult(query=query, hits=hits, confidence=confidence)
+
+    # ----- ranking ---------------------------------------------------------------------------
+
+    def query_terms(self, query: str) -> QueryTerms:
+        t = self.tuning
+        surface = content_words(query)
+        weights: dict[str, float] = {}
+        corrected: list[str] = []
+        corrections: dict[str, str] = {}
+
+        def add(word: str, weight: float) -> None:
+            if weight > weights.get(word, 0.0):
+                weights[word] = weight
+
+        for position, word in enumerate(surface):
+            if word in self._surface_df or stem(word) in self._idf or word in self._synonyms:
+                add(word, 1.0)
+                corrected.append(word)
+            else:
+                for candidate, weight in self._correct(word):
+                    add(candidate, weight * t.correction_weight)
+                    corrections.setdefault(word, candidate)
+                corrected.append(corrections.get(word, word))
+            # Synonyms of this word, and of this word joined with the next ("sign in" -> signin).
+            keys = [corrected[-1]]
+            if position + 1 < len(surface):
+                keys.append(f"{surface[position]} {surface[position + 1]}")
+            for key in keys:
+                for synonym in self._synonyms.get(key, ()):
+                    if synonym not in STOPWORDS:
+                        add(synonym, t.synonym_weight)
+        stem_weights: dict[str, float] = {}
+        for word, weight in weights.items():
+            term = stem(word)
+            stem_weights[term] = max(weight, stem_weights.get(term, 0.0))
+        return QueryTerms(weights, stem_weights, tuple(corrected), corrections)
+
+    def _correct_uncached(self, word: str) -> tuple[tuple[str, float], ...]:
+        """Vocabulary words within one edit (two for long words) of `word`, best first, weighted.
+
+        Closest distance wins; among equally close words the more common one gets more weight,
+        because a typo is likelier to come from a common word than a rare one.
+        """
+        if len(word) < 4 or word.isdigit():
+            return ()
+        max_distance = 1 if len(word) < 8 else 2
+        found: list[tuple[int, int, str]] = []
+        for length in range(len(word) - max_distance, len(word) + max_distance + 1):
+            bucket = self._buckets.get(length)
+            if not bucket:
+                continue
+            for candidate, distance, _ in process.extract(
+                word, bucket, scorer=OSA.distance, score_cutoff=max_distance, limit=8
+            ):
+                found.append((int(distance), -self._surface_df.get(candidate, 1), candidate))
+        if not found:
+            return ()
+        found.sort()
+        best_distance, best_df = found[0][0], -found[0][1]
+        out: list[tuple[str, float]] = []
+        for distance, neg_df, candidate in found[:3]:
+            if distance > best_distance:
+                break
+            share = min(1.0, (-neg_df) / max(best_df, 1))
+            if share >= 0.2:
+                out.append((candidate, max(share, 0.5)))
+        return tuple(out)
+
+    def _lexical(self, terms: QueryTerms) -> tuple[FloatArray, FloatArray]:
+        """(score per document, share of the query's idf mass each document contains)."""
+        n = len(self.articles)
+        scores = np.zeros(n, dtype=np.float32)
+        for fi in self._fields:
+            for term, weight in (terms.weights if fi.exact else terms.stem_weights).items():
+                tid = fi.vocab.get(term)
+                if tid is None:
+                    continue
+                start, end = fi.indptr[tid], fi.indptr[tid + 1]
+                # Posting lists hold each document once, so fancy-index addition is exact.
+                scores[fi.indices[start:end]] += (fi.weight * weight) * fi.data[start:end]
+        covered = np.zeros(n, dtype=np.float32)
+        stem_index = self._fields[-1]
+        total = 0.0
+        for term, weight in terms.stem_weights.items():
+            mass = weight * self._idf.get(term, 0.0)
+            total += mass
+            tid = stem_index.vocab.get(term)
+            if tid is not None:
+                covered[stem_index.indices[stem_index.indptr[tid] : stem_index.indptr[tid + 1]]] += mass
+        if total > 0:
+            covered /= total
+        return scores, covered
+
+    def rank(self, query: str, limit: int = 5, category: str | None = None) -> list[RankedHit]:
+        """The best `limit` articles for `query`, best first."""
+        if not self.articles or limit <= 0:
+            return []
+        t = self.tuning
+        terms = self.query_terms(query)
+        scores, covered = self._lexical(terms)
+
+        depth = min(t.rerank_depth, len(self.articles))
+        if terms.weights and depth:
+            top = np.argpartition(-scores, depth - 1)[:depth]
+            candidates = {int(i) for i in top if scores[i] > 0}
+        else:
+            candidates = set()
+        question = " ".join(w for w in terms.corrected_words)
+        if question and self._title_scan:
+            for _, similarity, pos in process.extract(
+                question,
+                [text for _, text in self._title_scan],
+                scorer=fuzz.token_sort_ratio,
+                limit=5,
+                score_cutoff=70,
+            ):
+                del similarity
+                candidates.add(self._title_scan[pos][0])
+        if not candidates:
+            return []
+
+        ordered = sorted(candidates)
+        cand = np.asarray(ordered, dtype=np.int64)
+        lexical = scores[cand]
+        best_lexical = float(lexical.max()) if len(lexical) else 0.0
+        relative = lexical / best_lexical if best_lexical > 0 else np.zeros_like(lexical)
+        fuzzy = np.asarray(
+            [
+                _title_similarity(question, self._match_text[i]) if question and self._match_text[i] else 0.0
+                for i in ordered
+            ],
+            dtype=np.float32,
+        )
+        final = relative + t.fuzzy_weight * fuzzy
+        if category is not None:
+            final = final * np.asarray(
+                [1.15 if self.articles[i].category == category else 1.0 for i in ordered], dtype=np.float32
+            )
+        match = np.clip(0.65 * covered[cand] + 0.35 * fuzzy, 0.0, 1.0)
+        order = np.argsort(-final, kind="stable")[:limit]
+        return [RankedHit(int(cand[j]), float(final[j]), float(match[j])) for j in order]
+
+    def _confidence(self, ranked: Sequence[RankedHit]) -> str:
+        if not ranked:
+            return "none"
+        best = ranked[0].match
+        if best >= self.tuning.high_threshold:
+            return "high"
+        if best >= self.tuning.medium_threshold:
+            return "medium"
+        return "none"
+
+
+def _title_similarity(question: str, title: str) -> float:
+    """0..1: how well the question matches the title's words, whatever their order."""
+    return max(fuzz.token_sort_ratio(question, title), 0.9 * fuzz.token_set_ratio(question, title)) / 100.0
