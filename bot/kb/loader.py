@@ -94,6 +94,7 @@ class Article:
     path: Path | None = None
     # Line of the file where the body starts, so problems found in the body can name their line.
     body_line: int = 1
+    related_line: int = 1
 
     @property
     def plain_body(self) -> str:
@@ -343,6 +344,7 @@ def parse_article(
         url=text_field("url"),
         path=path,
         body_line=body_line,
+        related_line=line_of("related") if "related" in meta else 1,
     )
 
 

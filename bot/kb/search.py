@@ -42,6 +42,12 @@ from bot.kb.text import STOPWORDS, content_words, stem, stems
 
 FloatArray = npt.NDArray[np.float32]
 
+# How much a query word found in each part of an article counts towards confidence: a word in the
+# title or tags says the article is about it; the same word deep in the body may be incidental.
+_HEAD_EVIDENCE = 1.0
+_SUMMARY_EVIDENCE = 0.85
+_BODY_EVIDENCE = 0.6
+
 
 @dataclass(frozen=True, slots=True)
 class SearchTuning:
@@ -66,8 +72,8 @@ class SearchTuning:
     # Scan every title with rapidfuzz only below this many titles (keeps p99 flat at 50k documents).
     title_scan_limit: int = 20_000
     # Confidence cut-offs on the 0..1 match score of the best hit (see `_confidence`).
-    high_threshold: float = 0.62
-    medium_threshold: float = 0.40
+    high_threshold: float = 0.60
+    medium_threshold: float = 0.45
     # Index only the beginning of very long bodies: answers are near the top, logs are not.
     max_body_terms: int = 4000
 
@@ -89,6 +95,7 @@ class QueryTerms:
 
     weights: Mapping[str, float]
     stem_weights: Mapping[str, float]
+    evidence: tuple[tuple[float, Mapping[str, float]], ...]
     corrected_words: tuple[str, ...]
     corrections: Mapping[str, str] = field(default_factory=dict)
 
@@ -152,6 +159,7 @@ class KbIndex:
         repeats = (t.title_repeat, t.keywords_repeat, t.summary_repeat, t.body_repeat)
         exact_corpus: list[list[str]] = []
         stem_corpus: list[list[str]] = []
+        head_strength: dict[str, dict[int, float]] = {}
         for i in range(len(self.articles)):
             doc_fields = (title_words[i], keyword_words[i], summary_words[i], body_words[i])
             surface_df.update(set().union(*doc_fields))
@@ -159,8 +167,13 @@ class KbIndex:
             trusted.update(keyword_words[i])
             exact: list[str] = []
             stemmed: list[str] = []
-            for words, repeat in zip(doc_fields, repeats, strict=True):
+            for f, (words, repeat) in enumerate(zip(doc_fields, repeats, strict=True)):
                 field_stems = stems(words)
+                if f < 3:  # title, keywords, summary: where a match is strong evidence
+                    strength = _HEAD_EVIDENCE if f < 2 else _SUMMARY_EVIDENCE
+                    for term in set(field_stems):
+                        if head_strength.setdefault(term, {}).get(i, 0.0) < strength:
+                            head_strength[term][i] = strength
                 for _ in range(repeat):
                     exact.extend(words)
                     stemmed.extend(field_stems)
@@ -174,6 +187,11 @@ class KbIndex:
         ]
         n_docs = max(len(self.articles), 1)
         self._idf = {term: math.log(1 + (n_docs - df + 0.5) / (df + 0.5)) for term, df in term_df.items()}
+        self._max_idf = math.log(1 + (n_docs + 0.5) / 0.5)
+        self._head_evidence = {
+            term: (np.fromiter(docs.keys(), dtype=np.int64), np.fromiter(docs.values(), dtype=np.float32))
+            for term, docs in head_strength.items()
+        }
         self._surface_df = surface_df
 
         # Correction targets: words seen in two documents (a word seen once is as likely a typo in
@@ -237,7 +255,7 @@ class KbIndex:
             )
             for r in ranked
         )
-        confidence = self._confidence(ranked)
+        confidence = self._confidence(ranked, words=len(content_words(query)))
         if confidence == "none":
             # Still offer what was found (a "maybe" list is better than a dead end), but only
             # hits that match at least a little.
@@ -250,37 +268,50 @@ class KbIndex:
 
     def query_terms(self, query: str) -> QueryTerms:
         t = self.tuning
-        surface = content_words(query)
+        surface = list(dict.fromkeys(content_words(query)))
         weights: dict[str, float] = {}
         corrected: list[str] = []
         corrections: dict[str, str] = {}
+        # Per word typed: how informative it is, and the stems that count as evidence for it.
+        evidence: list[tuple[float, dict[str, float]]] = []
 
-        def add(word: str, weight: float) -> None:
-            if weight > weights.get(word, 0.0):
-                weights[word] = weight
+        def add(word: str, weight: float, group: dict[str, float]) -> None:
+            weights[word] = max(weight, weights.get(word, 0.0))
+            term = stem(word)
+            group[term] = max(weight, group.get(term, 0.0))
 
         for position, word in enumerate(surface):
-            if word in self._surface_df or stem(word) in self._idf or word in self._synonyms:
-                add(word, 1.0)
+            group: dict[str, float] = {}
+            known = word in self._surface_df or stem(word) in self._idf
+            if known:
+                add(word, 1.0, group)
                 corrected.append(word)
-            else:
+            elif word not in self._synonyms:
                 for candidate, weight in self._correct(word):
-                    add(candidate, weight * t.correction_weight)
+                    add(candidate, weight * t.correction_weight, group)
                     corrections.setdefault(word, candidate)
                 corrected.append(corrections.get(word, word))
+            else:
+                corrected.append(word)
             # Synonyms of this word, and of this word joined with the next ("sign in" -> signin).
+            # A word the articles never use ("pwd") leans on its synonyms almost fully.
+            synonym_weight = t.synonym_weight if known else 0.9
             keys = [corrected[-1]]
             if position + 1 < len(surface):
                 keys.append(f"{surface[position]} {surface[position + 1]}")
             for key in keys:
                 for synonym in self._synonyms.get(key, ()):
-                    if synonym not in STOPWORDS:
-                        add(synonym, t.synonym_weight)
+                    if synonym not in STOPWORDS and synonym not in surface:
+                        add(synonym, synonym_weight, group)
+            # An unknown word is as informative as the rarest word: a question about something the
+            # knowledge base never mentions must not look answered.
+            importance = self._idf.get(stem(word), self._max_idf) if known else self._max_idf
+            evidence.append((importance, group))
         stem_weights: dict[str, float] = {}
         for word, weight in weights.items():
             term = stem(word)
             stem_weights[term] = max(weight, stem_weights.get(term, 0.0))
-        return QueryTerms(weights, stem_weights, tuple(corrected), corrections)
+        return QueryTerms(weights, stem_weights, tuple(evidence), tuple(corrected), corrections)
 
     def _correct_uncached(self, word: str) -> tuple[tuple[str, float], ...]:
         """Vocabulary words within one edit (two for long words) of `word`, best first, weighted.
@@ -325,15 +356,23 @@ class KbIndex:
                 start, end = fi.indptr[tid], fi.indptr[tid + 1]
                 # Posting lists hold each document once, so fancy-index addition is exact.
                 scores[fi.indices[start:end]] += (fi.weight * weight) * fi.data[start:end]
+        # Coverage: each typed word's importance times the best evidence for it in the document
+        # (the word itself counts fully, a correction or synonym only as much as its weight).
         covered = np.zeros(n, dtype=np.float32)
         stem_index = self._fields[-1]
         total = 0.0
-        for term, weight in terms.stem_weights.items():
-            mass = weight * self._idf.get(term, 0.0)
-            total += mass
-            tid = stem_index.vocab.get(term)
-            if tid is not None:
-                covered[stem_index.indices[stem_index.indptr[tid] : stem_index.indptr[tid + 1]]] += mass
+        for importance, group in terms.evidence:
+            total += importance
+            best = np.zeros(n, dtype=np.float32)
+            for term, weight in group.items():
+                tid = stem_index.vocab.get(term)
+                if tid is not None:
+                    docs = stem_index.indices[stem_index.indptr[tid] : stem_index.indptr[tid + 1]]
+                    best[docs] = np.maximum(best[docs], weight * _BODY_EVIDENCE)
+                head = self._head_evidence.get(term)
+                if head is not None:
+                    best[head[0]] = np.maximum(best[head[0]], weight * head[1])
+            covered += importance * best
         if total > 0:
             covered /= total
         return scores, covered
@@ -387,11 +426,12 @@ class KbIndex:
         order = np.argsort(-final, kind="stable")[:limit]
         return [RankedHit(int(cand[j]), float(final[j]), float(match[j])) for j in order]
 
-    def _confidence(self, ranked: Sequence[RankedHit]) -> str:
+    def _confidence(self, ranked: Sequence[RankedHit], words: int = 2) -> str:
         if not ranked:
             return "none"
         best = ranked[0].match
-        if best >= self.tuning.high_threshold:
+        # One word ("printer") rarely says which of several articles is the answer: offer a choice.
+        if best >= self.tuning.high_threshold and words >= 2:
             return "high"
         if best >= self.tuning.medium_threshold:
             return "medium"
@@ -400,4 +440,8 @@ class KbIndex:
 
 def _title_similarity(question: str, title: str) -> float:
     """0..1: how well the question matches the title's words, whatever their order."""
-    return max(fuzz.token_sort_ratio(question, title), 0.9 * fuzz.token_set_ratio(question, title)) / 100.0
+    sorted_ratio = fuzz.token_sort_ratio(question, title)
+    if " " not in question:
+        # token_set_ratio calls any one-word question a perfect match of every title containing it.
+        return sorted_ratio / 100.0
+    return max(sorted_ratio, 0.9 * fuzz.token_set_ratio(question, title)) / 100.0

@@ -40,6 +40,8 @@ SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
     ("outage", "down", "not working for everyone"),
     ("ticket", "case", "request number"),
     ("voicemail", "voice mail"),
+    ("mac", "macos", "macbook", "imac", "osx"),
+    ("windows", "win10", "win11"),
     ("mobile", "smartphone", "cellphone", "iphone", "android"),
 )
 
