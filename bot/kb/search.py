@@ -74,6 +74,9 @@ class SearchTuning:
     # Confidence cut-offs on the 0..1 match score of the best hit (see `_confidence`).
     high_threshold: float = 0.60
     medium_threshold: float = 0.45
+    # Above this many correction targets, buckets are also split by letter (fast at 50k documents,
+    # at the cost of missing a typo in both of the first two letters).
+    letter_bucket_above: int = 5_000
     # Index only the beginning of very long bodies: answers are near the top, logs are not.
     max_body_terms: int = 4000
 
@@ -190,20 +193,30 @@ class KbIndex:
         self._max_idf = math.log(1 + (n_docs + 0.5) / 0.5)
         self._head_evidence = {
             term: (np.fromiter(docs.keys(), dtype=np.int64), np.fromiter(docs.values(), dtype=np.float32))
-            for term, docs in head_strength.items()
+            for term, docs in head_strength.items()  # keys were inserted in document order: sorted
         }
         self._surface_df = surface_df
 
         # Correction targets: words seen in two documents (a word seen once is as likely a typo in
-        # the corpus itself) or in a curated field; bucketed by length so a lookup scans a slice.
-        buckets: dict[int, list[str]] = {}
-        for word, df in surface_df.items():
-            if len(word) >= 3 and not word.isdigit() and (df >= 2 or word in trusted):
-                buckets.setdefault(len(word), []).append(word)
-        for key in self._synonyms:
-            if " " not in key:
-                buckets.setdefault(len(key), []).append(key)
-        self._buckets = {length: sorted(set(words)) for length, words in buckets.items()}
+        # the corpus itself) or in a curated field, plus the synonym words.
+        targets = {
+            word
+            for word, df in surface_df.items()
+            if len(word) >= 3 and not word.isdigit() and (df >= 2 or word in trusted)
+        }
+        targets.update(key for key in self._synonyms if " " not in key)
+        # Buckets so a lookup scans a slice: by length; for a large vocabulary also by first letter
+        # and by second letter. One edit leaves the intended word starting with the typed first
+        # or second letter, or having the typed first letter second (when the first was dropped).
+        self._split_by_letter = len(targets) > t.letter_bucket_above
+        buckets: dict[tuple[int, str, int], list[str]] = {}
+        for word in targets:
+            if self._split_by_letter:
+                buckets.setdefault((len(word), word[0], 0), []).append(word)
+                buckets.setdefault((len(word), word[1], 1), []).append(word)
+            else:
+                buckets.setdefault((len(word), "", 0), []).append(word)
+        self._buckets = {key: sorted(words) for key, words in buckets.items()}
 
         # What the fuzzy re-rank compares a question with: title, tags and synonyms.
         self._match_text = [
@@ -211,19 +224,33 @@ class KbIndex:
         ]
         titled = [(i, " ".join(title_words[i])) for i in range(len(self.articles)) if title_words[i]]
         self._title_scan = titled if len(titled) <= t.title_scan_limit else []
+        # token_sort_ratio is ratio() of the words sorted: sort the titles once, not per query.
+        self._title_texts = [" ".join(sorted(text.split())) for _, text in self._title_scan]
         self._correct = lru_cache(maxsize=20_000)(self._correct_uncached)
 
     def _field_index(self, corpus: list[list[str]], weight: float, *, exact: bool) -> _FieldIndex:
         retriever = bm25s.BM25(k1=self.tuning.k1, b=self.tuning.b)
         retriever.index(corpus, show_progress=False)
         scores = retriever.scores
+        indices = np.asarray(scores["indices"], dtype=np.int32)
+        indptr = np.asarray(scores["indptr"], dtype=np.int64)
+        # Coverage binary-searches postings, so they must be sorted by document (bm25s builds them
+        # so today; check rather than trust, and sort only rows that are not).
+        descending = np.flatnonzero(np.diff(indices) <= 0) + 1
+        descending = descending[~np.isin(descending, indptr)]  # a new row may start lower
+        for row in sorted({int(r) for r in np.searchsorted(indptr, descending, side="right") - 1}):
+            segment = indices[indptr[row] : indptr[row + 1]]
+            if len(segment) > 1 and not np.all(segment[1:] > segment[:-1]):
+                order = np.argsort(segment, kind="stable") + indptr[row]
+                indices[indptr[row] : indptr[row + 1]] = indices[order]
+                scores["data"][indptr[row] : indptr[row + 1]] = scores["data"][order]
         return _FieldIndex(
             weight=weight,
             exact=exact,
             vocab={str(k): int(v) for k, v in retriever.vocab_dict.items() if k != ""},
             data=np.asarray(scores["data"], dtype=np.float32),
-            indices=np.asarray(scores["indices"], dtype=np.int32),
-            indptr=np.asarray(scores["indptr"], dtype=np.int64),
+            indices=indices,
+            indptr=indptr,
         )
 
     # ----- KnowledgeBase protocol ------------------------------------------------------------
@@ -323,14 +350,19 @@ class KbIndex:
             return ()
         max_distance = 1 if len(word) < 8 else 2
         found: list[tuple[int, int, str]] = []
+        keys = [(word[0], 0), (word[1], 0), (word[0], 1)] if self._split_by_letter else [("", 0)]
+        seen: set[str] = set()
         for length in range(len(word) - max_distance, len(word) + max_distance + 1):
-            bucket = self._buckets.get(length)
-            if not bucket:
-                continue
-            for candidate, distance, _ in process.extract(
-                word, bucket, scorer=OSA.distance, score_cutoff=max_distance, limit=8
-            ):
-                found.append((int(distance), -self._surface_df.get(candidate, 1), candidate))
+            for letter, position in keys:
+                bucket = self._buckets.get((length, letter, position))
+                if not bucket:
+                    continue
+                for candidate, distance, _ in process.extract(
+                    word, bucket, scorer=OSA.distance, score_cutoff=max_distance, limit=8
+                ):
+                    if candidate not in seen:
+                        seen.add(candidate)
+                        found.append((int(distance), -self._surface_df.get(candidate, 1), candidate))
         if not found:
             return ()
         found.sort()
@@ -344,38 +376,50 @@ class KbIndex:
                 out.append((candidate, max(share, 0.5)))
         return tuple(out)
 
-    def _lexical(self, terms: QueryTerms) -> tuple[FloatArray, FloatArray]:
-        """(score per document, share of the query's idf mass each document contains)."""
-        n = len(self.articles)
-        scores = np.zeros(n, dtype=np.float32)
+    def _lexical(self, terms: QueryTerms) -> FloatArray:
+        """Weighted BM25 score of every document: all postings gathered, then one bincount
+        (one pass in C instead of a scatter-add per term)."""
+        doc_parts: list[npt.NDArray[np.int32]] = []
+        score_parts: list[FloatArray] = []
         for fi in self._fields:
             for term, weight in (terms.weights if fi.exact else terms.stem_weights).items():
                 tid = fi.vocab.get(term)
                 if tid is None:
                     continue
                 start, end = fi.indptr[tid], fi.indptr[tid + 1]
-                # Posting lists hold each document once, so fancy-index addition is exact.
-                scores[fi.indices[start:end]] += (fi.weight * weight) * fi.data[start:end]
-        # Coverage: each typed word's importance times the best evidence for it in the document
-        # (the word itself counts fully, a correction or synonym only as much as its weight).
-        covered = np.zeros(n, dtype=np.float32)
+                doc_parts.append(fi.indices[start:end])
+                score_parts.append(fi.data[start:end] * np.float32(fi.weight * weight))
+        n = len(self.articles)
+        if not doc_parts:
+            return np.zeros(n, dtype=np.float32)
+        summed = np.bincount(np.concatenate(doc_parts), weights=np.concatenate(score_parts), minlength=n)
+        return summed.astype(np.float32, copy=False)
+
+    def _coverage(self, terms: QueryTerms, cand: npt.NDArray[np.int64]) -> FloatArray:
+        """For each candidate, the share of the question's information it contains: each typed
+        word's importance times the best evidence for it (the word itself counts fully, a
+        correction or synonym as much as its weight; a title match more than a body match)."""
         stem_index = self._fields[-1]
+        covered = np.zeros(len(cand), dtype=np.float32)
         total = 0.0
         for importance, group in terms.evidence:
             total += importance
-            best = np.zeros(n, dtype=np.float32)
+            best = np.zeros(len(cand), dtype=np.float32)
             for term, weight in group.items():
                 tid = stem_index.vocab.get(term)
                 if tid is not None:
-                    docs = stem_index.indices[stem_index.indptr[tid] : stem_index.indptr[tid + 1]]
-                    best[docs] = np.maximum(best[docs], weight * _BODY_EVIDENCE)
+                    # Posting lists are sorted by document: a binary search per candidate beats
+                    # touching every posting of a common word.
+                    postings = stem_index.indices[stem_index.indptr[tid] : stem_index.indptr[tid + 1]]
+                    found = _contains(postings, cand)
+                    best[found] = np.maximum(best[found], weight * _BODY_EVIDENCE)
                 head = self._head_evidence.get(term)
                 if head is not None:
-                    best[head[0]] = np.maximum(best[head[0]], weight * head[1])
+                    at = np.searchsorted(head[0], cand).clip(max=len(head[0]) - 1)
+                    found = head[0][at] == cand
+                    best[found] = np.maximum(best[found], weight * head[1][at[found]])
             covered += importance * best
-        if total > 0:
-            covered /= total
-        return scores, covered
+        return covered / total if total > 0 else covered
 
     def rank(self, query: str, limit: int = 5, category: str | None = None) -> list[RankedHit]:
         """The best `limit` articles for `query`, best first."""
@@ -383,20 +427,20 @@ class KbIndex:
             return []
         t = self.tuning
         terms = self.query_terms(query)
-        scores, covered = self._lexical(terms)
+        scores = self._lexical(terms)
 
         depth = min(t.rerank_depth, len(self.articles))
         if terms.weights and depth:
-            top = np.argpartition(-scores, depth - 1)[:depth]
+            top = np.argpartition(scores, len(scores) - depth)[len(scores) - depth :]
             candidates = {int(i) for i in top if scores[i] > 0}
         else:
             candidates = set()
         question = " ".join(w for w in terms.corrected_words)
         if question and self._title_scan:
             for _, similarity, pos in process.extract(
-                question,
-                [text for _, text in self._title_scan],
-                scorer=fuzz.token_sort_ratio,
+                " ".join(sorted(question.split())),
+                self._title_texts,
+                scorer=fuzz.ratio,
                 limit=5,
                 score_cutoff=70,
             ):
@@ -422,7 +466,7 @@ class KbIndex:
             final = final * np.asarray(
                 [1.15 if self.articles[i].category == category else 1.0 for i in ordered], dtype=np.float32
             )
-        match = np.clip(0.65 * covered[cand] + 0.35 * fuzzy, 0.0, 1.0)
+        match = np.clip(0.65 * self._coverage(terms, cand) + 0.35 * fuzzy, 0.0, 1.0)
         order = np.argsort(-final, kind="stable")[:limit]
         return [RankedHit(int(cand[j]), float(final[j]), float(match[j])) for j in order]
 
@@ -436,6 +480,11 @@ class KbIndex:
         if best >= self.tuning.medium_threshold:
             return "medium"
         return "none"
+
+
+def _contains(sorted_values: npt.NDArray[np.int32], probes: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    at = np.searchsorted(sorted_values, probes).clip(max=len(sorted_values) - 1)
+    return np.asarray(sorted_values[at] == probes)
 
 
 def _title_similarity(question: str, title: str) -> float:
