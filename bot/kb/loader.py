@@ -235,7 +235,9 @@ def parse_article(
         try:
             loaded = yaml.load(front_text, Loader=_YamlLoader)  # noqa: S506 - a safe loader
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
+            # Where the broken construct starts (an unclosed "[") is more useful than where the
+            # parser gave up (often the end of the front matter).
+            mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
             line = fm_first_line + (mark.line if mark is not None else 0)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             report(line, "error", f"front matter is not valid YAML: {problem}; skipped")

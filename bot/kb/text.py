@@ -73,7 +73,23 @@ CHAT_FILLER = frozenset(
         "guys",
     }
 )
-STOPWORDS = frozenset(STOPWORDS_EN) | CHAT_FILLER
+# The usual English function words (bm25s ships only Lucene's 33): questions are full of
+# "how do I", "what", "my", which say nothing about the topic. "down", "out" and "off" stay
+# searchable: "is email down", "locked out", "turned off" hinge on them.
+ENGLISH_FUNCTION_WORDS = frozenset(
+    """
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she
+    her hers herself it its itself they them their theirs themselves what which who whom this that
+    these those am is are was were be been being have has had having do does did doing a an the and
+    but if or because as until while of at by for with about against between into through during
+    before after above below to from up in on over under again further then once here
+    there when where why how all any both each few more most other some such no nor not only own
+    same so than too very s t can will just don should now d ll m o re ve y ain aren couldn didn
+    doesn hadn hasn haven isn ma mightn mustn needn shan shouldn wasn weren won wouldn shall may
+    might must us also etc eg ie
+    """.split()
+)
+STOPWORDS = frozenset(STOPWORDS_EN) | ENGLISH_FUNCTION_WORDS | CHAT_FILLER
 
 # Joined spellings people use interchangeably with the hyphenated or spaced ones.
 _HYPHEN_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+")
