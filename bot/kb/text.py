@@ -87,7 +87,7 @@ ENGLISH_FUNCTION_WORDS = frozenset(
     same so than too very s t can will just don should now d ll m o re ve y ain aren couldn didn
     doesn hadn hasn haven isn ma mightn mustn needn shan shouldn wasn weren won wouldn shall may
     might must us also etc eg ie
-    """.split()
+    """.split()  # noqa: SIM905 - a word list reads better as text
 )
 STOPWORDS = frozenset(STOPWORDS_EN) | ENGLISH_FUNCTION_WORDS | CHAT_FILLER
 

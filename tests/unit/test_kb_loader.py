@@ -98,7 +98,8 @@ def test_foreign_keys_description_and_date(tmp_path: Path) -> None:
     write(
         tmp_path,
         "Outlook/crash.md",
-        "---\ntitle: Outlook crashes\ndescription: Fixes a crash.\nms.date: 02/21/2024\n---\n# Outlook crashes\n",
+        "---\ntitle: Outlook crashes\ndescription: Fixes a crash.\nms.date: 02/21/2024\n---\n"
+        "# Outlook crashes\n",
     )
     (article,) = load_dir(tmp_path).articles
     assert article.id == "Outlook/crash"
