@@ -109,10 +109,17 @@ def _search_jsonl(index: KbIndex, limit: int) -> None:
             query = parsed
         else:
             query = ""
-        hits = index.search(query, limit=limit).hits if query else ()
-        out.write(
-            json.dumps({"query": query, "hits": [_hit_json(h) for h in hits]}, ensure_ascii=False) + "\n"
-        )
+        # Every ranked hit, even under "no good match": a batch is judged on ranking, and the
+        # chat-side cut-off (KbIndex.search) would only hide a right answer ranked low.
+        hits = [
+            {
+                "id": index.articles[r.index].id,
+                "title": index.articles[r.index].title,
+                "score": round(r.score, 4),
+            }
+            for r in (index.rank(query, limit=limit) if query else [])
+        ]
+        out.write(json.dumps({"query": query, "hits": hits}, ensure_ascii=False) + "\n")
         out.flush()
 
 
