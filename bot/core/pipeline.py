@@ -15,7 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -129,6 +129,12 @@ class Turn:
         self.uow.enqueue(outbound, idempotency_key=idempotency_key, group_key=group_key, kind=kind)
 
 
+def person_address(platform: Platform, email: str) -> Address:
+    """A person's direct conversation when we have not seen it yet: `email:<address>` tells the
+    channel to open it at delivery time (Slack users.lookupByEmail + conversations.open...)."""
+    return Address(platform, f"email:{email.lower()}")
+
+
 def person_context(person: Person) -> dict[str, Any]:
     first = person.display_name.split()[0] if person.display_name else person.email.split("@")[0]
     return {"name": person.display_name, "first_name": first, "email": person.email}
@@ -144,7 +150,7 @@ class _TurnActionContext:
         self.turn.emit(type, **data)
 
     async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
-        address = await self.turn.uow.direct_address(email) or Address(self.turn.platform, f"email:{email.lower()}")
+        address = await self.turn.uow.direct_address(email) or person_address(self.turn.platform, email)
         key = f"notify:{self.turn.incoming.event_id}:{email}:{len(self.turn.uow.enqueued)}"
         self.turn.send(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
 

@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 from bot.core.models import Button, Person, PlatformUser
 
-
 # ----- directory --------------------------------------------------------------------------------
 
 

@@ -340,7 +340,7 @@ class Engine:
         if guess.intent in self.flows and guess.confidence >= start_threshold and not close:
             return self.start(state, guess.intent, text, now)
         if guess.intent in self.flows and guess.confidence >= min_confidence:
-            options = [guess.intent] + [a[0] for a in (close or alternatives)][:2]
+            options = [guess.intent, *[a[0] for a in close or alternatives][:2]]
             buttons = tuple(Button(self.flows[o].title, V_START + o) for o in options)
             buttons += (Button("Something else", V_SOMETHING_ELSE),)
             new = replace(state, awaiting="did_you_mean", first_message=text, offered=tuple(b.value for b in buttons),
@@ -413,7 +413,7 @@ class Engine:
                                Say(template="restarting", context={"title": flow.title}), *restarted.effects))
         if command == "human":
             return self._escalate_now(state, flow, "The person asked for a technician.")
-        step = self._step(flow, state.step_id)
+        step = self._step(flow, state.step_id or "")
         if state.awaiting in ("answer", "choice", "form") and isinstance(step, AskStep):
             return self._answer(state, flow, step, turn)
         if state.awaiting == "kb_feedback" and isinstance(step, KbStep):
@@ -569,11 +569,12 @@ class Engine:
                        answer: ActionAnswer) -> Transition:
         outcome = answer.outcome
         slots = dict(state.slots)
-        slots.update({f"{step.action}_{k}": v for k, v in outcome.data.items() if isinstance(v, str | int | float | bool)})
+        slots.update({f"{step.action}_{k}": v for k, v in outcome.data.items()
+                      if isinstance(v, str | int | float | bool)})
         slots["last_action"] = {"name": step.action, "ok": outcome.ok, "code": outcome.code}
         if outcome.code != "needs_input":
             slots = {k: v for k, v in slots.items() if not k.startswith(INPUT_PREFIX)}
-        state = replace(state, slots=slots, tried_actions=state.tried_actions + (f"{step.action}:{outcome.code}",))
+        state = replace(state, slots=slots, tried_actions=(*state.tried_actions, f"{step.action}:{outcome.code}"))
         effects: list[Effect] = []
         if outcome.code == "needs_input" and outcome.input_slot:
             buttons = tuple(Button(b.label, V_CHOICE + b.value) for b in outcome.choices)
@@ -690,8 +691,9 @@ class Engine:
             return Transition(replace(state, awaiting="kb_feedback"),
                               (Say(template="kb_feedback_prompt", buttons=self._kb_buttons(state.offered)),))
         if isinstance(step, ActionStep) and step.confirm and state.awaiting in ("confirm", None):
-            buttons = (Button(step.confirm_label, V_CONFIRM_YES, "primary"), Button("No", V_CONFIRM_NO))
-            return Transition(replace(state, awaiting="confirm"), (Say(text=step.confirm, context=ctx, buttons=buttons),))
+            confirm = (Button(step.confirm_label, V_CONFIRM_YES, "primary"), Button("No", V_CONFIRM_NO))
+            return Transition(replace(state, awaiting="confirm"),
+                              (Say(text=step.confirm, context=ctx, buttons=confirm),))
         if isinstance(step, ActionStep) and state.awaiting == "action_input":
             buttons = tuple(Button(v.removeprefix(V_CHOICE), v) for v in state.offered)
             return Transition(state, (Say(template="action_prompt", context={"prompt": "Please answer:"},

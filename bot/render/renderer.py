@@ -84,10 +84,10 @@ class Renderer:
 
     def __init__(self, directory: Path = TEMPLATES) -> None:
         self.directory = directory
-        self.env = Environment(  # noqa: S701 - escaping is per platform, in finalize
+        self.env = Environment(
             loader=FileSystemLoader(str(directory)),
             undefined=StrictUndefined,
-            autoescape=False,
+            autoescape=False,  # noqa: S701
             trim_blocks=True,
             lstrip_blocks=True,
         )

@@ -1,7 +1,7 @@
 """foundation: people, conversations, events, dedup, outbox
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-23 03:26:04.701626
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision = '0001'
 down_revision = None

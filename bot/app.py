@@ -1,0 +1,157 @@
+"""Composition root: `build_app(settings)` wires stores, services and channels. No logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.core.pipeline import Pipeline, system_clock
+from bot.core.ports import ActionRunner, KnowledgeBase, PersonResolver
+from bot.engine.engine import Engine
+from bot.engine.loader import FlowSet, Known, load_flows
+from bot.engine.triage import Triage
+from bot.outbox.worker import OutboxWorker, Sender
+from bot.render.renderer import Renderer
+from bot.settings import Settings
+from bot.store.db import create_engine, session_factory
+
+log = logging.getLogger("bot.app")
+
+TRIAGE_LABELS = frozenset({
+    "password_reset", "account_locked", "mfa", "vpn", "network", "printer", "email", "software_request",
+    "access_request", "hardware", "computer_problem", "meetings", "phone", "onboarding", "security",
+    "ticket_status", "outage_check", "human", "smalltalk", "out_of_scope",
+})
+
+
+class StartupError(Exception):
+    """The bot cannot start: broken flows, bad settings. The message says what to fix."""
+
+
+@dataclass
+class App:
+    settings: Settings
+    db: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    renderer: Renderer
+    flows: FlowSet
+    engine: Engine
+    triage: Triage
+    pipeline: Pipeline
+    resolver: PersonResolver
+    kb: KnowledgeBase | None = None
+    actions: ActionRunner | None = None
+    directory: Any = None
+    services: dict[str, Any] = field(default_factory=dict)
+    worker: OutboxWorker | None = None
+    clock: Callable[[], datetime] = system_clock
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def start_worker(self, senders: Mapping[str, Sender]) -> OutboxWorker:
+        """Deliver outbox rows in this process (the embedded default)."""
+        cfg = self.settings.outbox
+        self.worker = OutboxWorker(self.sessions, senders, max_attempts=cfg.max_attempts,
+                                   lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds,
+                                   clock=self.clock)
+        self.pipeline.on_commit = self.worker.wake
+        self._tasks.append(asyncio.create_task(self.worker.run_forever(), name="outbox-worker"))
+        return self.worker
+
+    def add_tick(self, hook: Callable[[], Any]) -> None:
+        """A periodic job (SLA reminders, claim release, auto-close...): an async callable run every
+        few seconds by `run_ticks`, and after every turn by `helpdesk simulate` (with its fake clock)."""
+        self.services.setdefault("tick_hooks", []).append(hook)
+
+    async def tick(self) -> None:
+        for hook in self.services.get("tick_hooks", []):
+            try:
+                await hook()
+            except Exception:
+                log.exception("periodic job failed")
+
+    async def run_ticks(self, interval: float = 15.0) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(interval)
+
+    def background(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    def on_close(self, closer: Callable[[], Any]) -> None:
+        self._closers.append(closer)
+
+    async def aclose(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for closer in reversed(self._closers):
+            result = closer()
+            if asyncio.iscoroutine(result):
+                with contextlib.suppress(Exception):
+                    await result
+        await self.db.dispose()
+
+
+def _build_kb(settings: Settings) -> KnowledgeBase | None:
+    try:
+        from bot.kb.watcher import ReloadingKb
+    except ImportError:  # the knowledge base package is optional at this layer
+        return None
+    kb: KnowledgeBase = ReloadingKb(settings.kb_dir, reload_seconds=settings.kb.reload_seconds)
+    return kb
+
+
+def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, ActionRunner | None]:
+    from bot.graph.factory import build_action_runner, build_directory, build_resolver
+
+    directory = build_directory(settings)
+    return directory, build_resolver(settings, directory), build_action_runner(settings, directory)
+
+
+async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,
+                    strict_flows: bool = True, database_url: str | None = None) -> App:
+    db = create_engine(database_url or settings.database_url, echo=settings.database.echo,
+                       pool_size=settings.database.pool_size)
+    sessions = session_factory(db)
+    renderer = Renderer()
+    kb = _build_kb(settings)
+    directory, resolver, actions = _build_directory(settings)
+    known = Known(
+        templates=renderer.template_names(),
+        actions=actions.names() if actions is not None else None,
+        articles=kb.article_ids() if kb is not None else None,
+        categories=TRIAGE_LABELS,
+    )
+    flows = load_flows(settings.flows_dir, known)
+    if flows.errors:
+        listing = "\n  ".join(str(e) for e in flows.errors)
+        if strict_flows:
+            await db.dispose()
+            raise StartupError(f"flow files have problems (run `helpdesk flows validate`):\n  {listing}")
+        log.error("skipping broken flow files:\n  %s", listing)
+    engine = Engine(flows.flows, idle_timeout=timedelta(minutes=settings.flows.idle_timeout_minutes),
+                    resume_window=timedelta(hours=settings.flows.resume_window_hours))
+    triage = Triage({k: v for k, v in flows.flows.items()})
+    t = settings.triage
+    pipeline = Pipeline(sessions=sessions, resolver=resolver, engine=engine, triage=triage, renderer=renderer,
+                        kb=kb, actions=actions, clock=clock,
+                        triage_thresholds=(t.start_threshold, t.min_confidence, t.ambiguity_margin))
+    app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
+              triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
+              clock=clock)
+    closer = getattr(directory, "aclose", None)
+    if closer is not None:
+        app.on_close(closer)
+    return app

@@ -1,0 +1,188 @@
+"""The `helpdesk` command. Each subcommand loads settings, builds what it needs, and exits with a
+clear message (never a traceback) when settings, flows or the database are wrong."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from bot.logs import configure_logging
+from bot.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="IT help desk bot for Slack and Microsoft Teams.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+config_app = typer.Typer(help="Settings.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit(log: bool = True) -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        fail(f"helpdesk: {exc}")
+        raise  # unreachable; keeps type checkers happy
+    if log:
+        configure_logging(settings.log.format, settings.log.level)
+    return settings
+
+
+def run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    from bot.app import StartupError
+
+    try:
+        return asyncio.run(coro_factory())
+    except StartupError as exc:
+        fail(f"helpdesk: {exc}")
+        raise
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Apply database migrations (creates the SQLite file on first use)."""
+    from bot.settings import mask_url
+    from bot.store.migrate import upgrade
+
+    settings = settings_or_exit()
+    url = settings.database_url
+    try:
+        run(lambda: upgrade(url, revision))
+    except (OSError, ConnectionError) as exc:
+        fail(f"helpdesk: cannot reach the database at {mask_url(url)}: {exc}")
+    typer.echo(f"database at {mask_url(url)} is at {revision}")
+
+
+@config_app.command("check")
+def config_check(as_json: Annotated[bool, typer.Option("--json", help="JSON output")] = False) -> None:
+    """Print the effective settings (file + environment), secrets masked."""
+    settings = settings_or_exit(log=False)
+    data = settings.masked()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"# settings from {settings.config_file} and HELPDESK_* environment variables")
+    for section, values in data.items():
+        typer.echo(f"{section}:")
+        for key, value in values.items():
+            typer.echo(f"  {key}: {json.dumps(value)}")
+
+
+@app.command()
+def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to chat as")] = "alice@example.com",
+         ) -> None:
+    """Talk to the bot in the terminal (buttons are numbered choices)."""
+    from bot.app import build_app
+    from bot.channels.console.chat import ConsoleChat
+    from bot.store.migrate import upgrade
+
+    settings = settings_or_exit()
+
+    async def _chat() -> None:
+        await upgrade(settings.database_url)
+        bot_app = await build_app(settings)
+        try:
+            await ConsoleChat(bot_app, as_email).run()
+        finally:
+            await bot_app.aclose()
+
+    run(_chat)
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="YAML transcript", exists=True, dir_okay=False)],
+    as_email: Annotated[str | None, typer.Option("--as", help="Who speaks when a turn does not say")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON event per line")] = False,
+) -> None:
+    """Run a scripted conversation on a fresh temporary database and print the events."""
+    from bot.channels.console.simulate import (
+        TranscriptError,
+        check_expectations,
+        load_transcript,
+        run_transcript,
+    )
+
+    settings = settings_or_exit(log=False)
+    configure_logging(settings.log.format, "WARNING")
+    try:
+        doc = load_transcript(file)
+        events = run(lambda: run_transcript(doc, settings, as_email=as_email))
+    except TranscriptError as exc:
+        fail(f"helpdesk: {exc}")
+        return
+    for event in events:
+        if as_json:
+            typer.echo(json.dumps(event, ensure_ascii=False, default=str))
+        else:
+            typer.echo(_describe(event))
+    problems = check_expectations(events, doc.get("expect") or [])
+    if problems:
+        for problem in problems:
+            typer.echo(f"EXPECTATION FAILED: {problem}", err=True)
+        raise typer.Exit(1)
+
+
+def _describe(event: dict[str, Any]) -> str:
+    kind = event.get("type")
+    if kind == "turn":
+        what = event.get("say") or (f"[clicks {event['click']}]" if "click" in event else f"[form {event.get('form')}]")
+        return f"\n{event.get('as')}> {what}"
+    if kind == "reply":
+        buttons = event.get("buttons") or []
+        suffix = ("\n   " + "   ".join(f"[{n}] {b}" for n, b in enumerate(buttons, 1))) if buttons else ""
+        return f"bot> {event.get('text')}{suffix}"
+    if kind == "delivered":
+        buttons = event.get("buttons") or []
+        suffix = ("\n   " + "   ".join(f"[{n}] {b}" for n, b in enumerate(buttons, 1))) if buttons else ""
+        return f"  -> to {event.get('to')}: {event.get('text')}{suffix}"
+    rest = {k: v for k, v in event.items() if k != "type"}
+    return f"  · {kind} {json.dumps(rest, ensure_ascii=False, default=str)}"
+
+
+@app.command()
+def worker() -> None:
+    """Run an outbox worker process (for scale-out; the embedded default delivers in-process)."""
+    from bot.channels.registry import build_senders
+    from bot.outbox.worker import OutboxWorker
+    from bot.store.db import create_engine, session_factory
+
+    settings = settings_or_exit()
+
+    async def _work() -> None:
+        engine = create_engine(settings.database_url)
+        senders = build_senders(settings)
+        if not senders:
+            fail("helpdesk worker: no channel is enabled (slack.enabled / teams.enabled)")
+        cfg = settings.outbox
+        w = OutboxWorker(session_factory(engine), senders, max_attempts=cfg.max_attempts,
+                         lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds)
+        try:
+            await w.run_forever()
+        finally:
+            await engine.dispose()
+
+    run(_work)
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:  # pragma: no cover - settings_or_exit handles the usual path
+        print(f"helpdesk: {exc}", file=sys.stderr)
+        sys.exit(2)
