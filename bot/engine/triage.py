@@ -67,6 +67,9 @@ SHORTHAND: dict[str, str] = {
 # Multi-word rewrites, applied before tokenising (so "log in" and "login" are the same word).
 PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), replacement) for pattern, replacement in (
+        (r"\b(?:hd|inc|req|ritm|tkt|sr|ticket)[\s#-]?\d{3,}\b", " ticketref "),
+        (r"\b(?:starts|joins|(?:is|will be) (?:starting|joining)|will (?:start|join))\s+(on|next|this|tomorrow|in|at|from)\b",
+         r"newstarter \1"),
         (r"\bwi[\s-]?fi\b", "wifi"),
         (r"\be[\s-]mail", "email"),
         (r"\b(log|sign)[\s-]?(in|on)\b", "signin"),
@@ -296,6 +299,19 @@ def _lbfgs(fun: Callable[[NDArray[np.float64]], tuple[float, NDArray[np.float64]
     return x
 
 
+@dataclass(frozen=True, slots=True)
+class _Model:
+    vectoriser: _Vectoriser
+    w: NDArray[np.float64]
+    b: NDArray[np.float64]
+    examples: sparse.csc_matrix
+    example_label: NDArray[np.int64]
+
+
+# Trained models by their training data: the same flows train once per process (tests, reloads).
+_MODELS: dict[tuple[tuple[_Doc, ...], float], _Model] = {}
+
+
 class Triage:
     """Scores a message against every flow's triggers. Build once; `classify` is thread-safe."""
 
@@ -333,13 +349,22 @@ class Triage:
         self._ready = bool(docs) and len(self.labels) > 1
         if not self._ready:
             return
-        stems = [self._stems(d.text) for d in docs]
-        self._vectoriser.fit(stems)
-        x = self._vectoriser.transform(stems)
-        y = np.array([self.labels.index(d.intent) for d in docs], dtype=np.int64)
-        weights = np.array([d.weight for d in docs])
-        self._w, self._b = _train_softmax(x, y, weights, len(self.labels), l2)
-        self._examples = x.tocsc()
+        key = (tuple(docs), l2)
+        cached = _MODELS.get(key)
+        if cached is None:
+            stems = [self._stems(d.text) for d in docs]
+            self._vectoriser.fit(stems)
+            x = self._vectoriser.transform(stems)
+            y = np.array([self.labels.index(d.intent) for d in docs], dtype=np.int64)
+            weights = np.array([d.weight for d in docs])
+            w, b = _train_softmax(x, y, weights, len(self.labels), l2)
+            cached = _Model(self._vectoriser, w, b, x.tocsc(), y)
+            if len(_MODELS) >= 8:
+                _MODELS.pop(next(iter(_MODELS)))
+            _MODELS[key] = cached
+        self._vectoriser, self._w, self._b = cached.vectoriser, cached.w, cached.b
+        x, y = cached.examples, cached.example_label
+        self._examples = x
         self._example_label = y
         self._oos = self.labels.index(OUT_OF_SCOPE) if OUT_OF_SCOPE in self.labels else -1
         self._it_mask = np.array([label not in NOT_IT for label in self.labels])
@@ -393,9 +418,12 @@ class Triage:
         probs = self._probabilities(stems)
         if len(stems) > 18:
             # A long message: the most decisive sentence counts as much as the whole.
+            # Only sentences that name something IT compete: "can someone look?" at the end of a
+            # description is a request for help with the description, not for a person.
             parts = [p for p in _SENTENCE.split(text) if p and len(p.split()) >= 3]
+            parts = [p for p in parts[:12] if any(s in self.it_words for s in self._stems(p))]
             if len(parts) > 1:
-                best = max((self._probabilities(self._stems(p)) for p in parts[:12]), key=lambda p: float(p.max()))
+                best = max((self._probabilities(self._stems(p)) for p in parts), key=lambda p: float(p.max()))
                 probs = 0.5 * probs + 0.5 * best
         probs = probs.copy()
         # Negative phrases argue against their flow.
