@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -332,11 +333,16 @@ class Triage:
             keyword_words[flow.id] = {w for k in flow.triggers.keywords for w in basic_words(k)}
             self.negatives[flow.id] = tuple(tuple(basic_words(n)) for n in flow.triggers.negative if n.strip())
         self.labels: tuple[str, ...] = tuple(sorted({d.intent for d in docs}))
-        # The vocabulary unknown words are corrected to: every word any flow uses.
-        self.vocabulary: frozenset[str] = frozenset(w for d in docs for w in basic_words(d.text))
+        # Unknown or rare words are corrected towards the common words the flows use: a typo written
+        # once in an example ("pasword") is still corrected to the word everyone means.
+        counts: Counter[str] = Counter(w for d in docs for w in set(basic_words(d.text)))
+        keyword_vocabulary = {w for words in keyword_words.values() for w in words}
+        self.vocabulary: frozenset[str] = frozenset(
+            w for w, n in counts.items() if n >= 3 or w in keyword_vocabulary or w in STOPWORDS)
+        self._counts = counts
         self._by_initial: dict[str, list[str]] = {}
-        for word in sorted(self.vocabulary):
-            if word.isalpha() and len(word) >= 3:
+        for word in sorted(counts):
+            if word.isalpha() and len(word) >= 3 and (counts[word] >= 2 or word in keyword_vocabulary):
                 self._by_initial.setdefault(word[0], []).append(word)
         not_it_stems = {_stem(w) for intent in (OUT_OF_SCOPE, "smalltalk") for w in keyword_words.get(intent, ())}
         # IT evidence: the IT flows' keywords, minus generic words and the not-IT flows' keywords.
@@ -375,14 +381,20 @@ class Triage:
     def _correct(self, word: str) -> str:
         """The nearest word the flows use, for an unknown word that looks like a typo: same first
         letter, one edit (two for long words; a swap of neighbours counts as one)."""
-        if word in self.vocabulary or len(word) < 4 or not word.isalpha():
+        if word in self.vocabulary or len(word) < 5 or not word.isalpha():
             return word
         candidates = self._by_initial.get(word[0])
         if not candidates:
             return word
         limit = 2 if len(word) >= 8 else 1
-        found = process.extractOne(word, candidates, scorer=OSA.distance, score_cutoff=limit)
-        return str(found[0]) if found else word
+        own = self._counts.get(word, 0)
+        found = [(candidate, distance) for candidate, distance, _ in
+                 process.extract(word, candidates, scorer=OSA.distance, score_cutoff=limit, limit=5)
+                 if candidate != word and self._counts.get(candidate, 0) >= max(2, 3 * own)]
+        if not found:
+            return word
+        best = min(found, key=lambda item: (item[1], -self._counts.get(item[0], 0)))
+        return best[0]
 
     def words(self, text: str) -> list[str]:
         """Normalised, typo-corrected words (exposed for tests and admins)."""
