@@ -433,10 +433,16 @@ class Triage:
             # Only sentences that name something IT compete: "can someone look?" at the end of a
             # description is a request for help with the description, not for a person.
             parts = [p for p in _SENTENCE.split(text) if p and len(p.split()) >= 3]
-            parts = [p for p in parts[:12] if any(s in self.it_words for s in self._stems(p))]
-            if len(parts) > 1:
-                best = max((self._probabilities(self._stems(p)) for p in parts), key=lambda p: float(p.max()))
-                probs = 0.5 * probs + 0.5 * best
+            scored = []
+            for part in parts[:12]:
+                part_stems = self._stems(part)
+                evidence = sum(1 for s in part_stems if s in self.it_words)
+                if evidence:
+                    scored.append((evidence, self._probabilities(part_stems)))
+            if len(scored) > 1:
+                weights = np.array([e * float(p.max()) for e, p in scored])
+                mixed = sum(w * p for w, (_, p) in zip(weights, scored, strict=True)) / float(weights.sum())
+                probs = 0.5 * probs + 0.5 * mixed
         probs = probs.copy()
         # Negative phrases argue against their flow.
         joined = " " + " ".join(words) + " "
