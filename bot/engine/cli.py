@@ -44,7 +44,7 @@ def _flows_dir(directory: Path | None) -> Path:
         from bot.settings import load_settings
 
         return load_settings().flows_dir
-    except Exception:  # noqa: BLE001 - a broken settings file must not stop a flow author
+    except Exception:
         return Path("flows")
 
 
@@ -173,7 +173,8 @@ class TriageReport:
         }
 
 
-def evaluate(triage: Triage, rows: Iterable[Mapping[str, Any]], flows: Mapping[str, Flow] | None = None) -> TriageReport:
+def evaluate(triage: Triage, rows: Iterable[Mapping[str, Any]],
+             flows: Mapping[str, Flow] | None = None) -> TriageReport:
     """Accuracy, per-label precision and recall, confusion pairs and the misrouted messages."""
     report = TriageReport()
     expected_count: Counter[str] = Counter()

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +40,9 @@ from bot.engine.engine import TriageGuess
 from bot.engine.spec import Flow
 
 NOT_IT = frozenset({"smalltalk", "out_of_scope", "human", "fallback"})
+FALLBACK = "fallback"
+_TROUBLE = frozenset({"not", "cannot", "broken", "error", "errors", "issue", "issues", "problem", "problems",
+                      "wrong", "stuck", "fail", "fails", "failed", "work"})
 OUT_OF_SCOPE = "out_of_scope"
 
 # Chat shorthand and common misspellings, applied word by word after lower-casing.
@@ -69,7 +73,8 @@ SHORTHAND: dict[str, str] = {
 PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern), replacement) for pattern, replacement in (
         (r"\b(?:hd|inc|req|ritm|tkt|sr|ticket)[\s#-]?\d{3,}\b", " ticketref "),
-        (r"\b(?:starts|joins|(?:is|will be) (?:starting|joining)|will (?:start|join))\s+(on|next|this|tomorrow|in|at|from)\b",
+        (r"\b(?:starts|joins|(?:is|will be) (?:starting|joining)|will (?:start|join))"
+         r"\s+(on|next|this|tomorrow|in|at|from)\b",
          r"newstarter \1"),
         (r"\bwi[\s-]?fi\b", "wifi"),
         (r"\be[\s-]mail", "email"),
@@ -104,20 +109,7 @@ _WORD = re.compile(r"[a-z0-9]+(?:[.@][a-z0-9]+)*")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\s+(?:but|and then|so|because|although)\s+|\n+")
 
 # Words that say nothing about the topic: they never count as IT evidence for the not-IT gate.
-STOPWORDS = frozenset("""
-a an the and or but if so of to in on at by for with from into onto about as is are was were be been being
-am do does did doing have has had having i me my mine we our us you your it its this that these those there
-here what which who whom whose when where why how can could would should will shall may might must not no
-yes please thanks thank hi hello hey just also too very really some any all each every more most much many
-one two three need needs needed want wants wanted get gets got getting make made help helping able unable
-cannot now today tomorrow yesterday morning week weeks day days time again still new old same other another
-work working works worked job use using used try tried trying keep keeps kept let lets know see look looks
-like go going went come coming say says said tell told ask asked give given take put set thing things stuff
-someone somebody something anyone anything everyone everything nobody nothing up down out off over back
-way well good bad right wrong ok okay sure since after before while until then than again only even ever
-urgent issue issues problem problems error errors broken fix fixed fixing start started starting number
-second plan local information info right left first last next
-""".split())
+STOPWORDS = frozenset(["a", "an", "the", "and", "or", "but", "if", "so", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "doing", "have", "has", "had", "having", "i", "me", "my", "mine", "we", "our", "us", "you", "your", "it", "its", "this", "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "not", "no", "yes", "please", "thanks", "thank", "hi", "hello", "hey", "just", "also", "too", "very", "really", "some", "any", "all", "each", "every", "more", "most", "much", "many", "one", "two", "three", "need", "needs", "needed", "want", "wants", "wanted", "get", "gets", "got", "getting", "make", "made", "help", "helping", "able", "unable", "cannot", "now", "today", "tomorrow", "yesterday", "morning", "week", "weeks", "day", "days", "time", "again", "still", "new", "old", "same", "other", "another", "work", "working", "works", "worked", "job", "use", "using", "used", "try", "tried", "trying", "keep", "keeps", "kept", "let", "lets", "know", "see", "look", "looks", "like", "go", "going", "went", "come", "coming", "say", "says", "said", "tell", "told", "ask", "asked", "give", "given", "take", "put", "set", "thing", "things", "stuff", "someone", "somebody", "something", "anyone", "anything", "everyone", "everything", "nobody", "nothing", "up", "down", "out", "off", "over", "back", "way", "well", "good", "bad", "right", "wrong", "ok", "okay", "sure", "since", "after", "before", "while", "until", "then", "than", "again", "only", "even", "ever", "urgent", "issue", "issues", "problem", "problems", "error", "errors", "broken", "fix", "fixed", "fixing", "start", "started", "starting", "number", "second", "plan", "local", "information", "info", "right", "left", "first", "last", "next"])
 
 
 def _fold(text: str) -> str:
@@ -173,7 +165,7 @@ class _Vectoriser:
         for stem in stems:
             key = "w:" + stem
             counts[key] = counts.get(key, 0.0) + 1.0
-        for left, right in zip(stems, stems[1:], strict=False):
+        for left, right in pairwise(stems):
             if left in STOPWORDS and right in STOPWORDS:
                 continue
             key = f"b:{left}_{right}"
@@ -464,6 +456,12 @@ class Triage:
             return TriageGuess(OUT_OF_SCOPE, 0.0)
         ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
         best, confidence = ranked[0]
+        words = self.words(text[:400])
+        if words and all(_stem(w) in STOPWORDS or w in STOPWORDS for w in words) \
+                and any(w in _TROUBLE for w in words):
+            # "it's not working": a problem with no topic at all is not "not IT"; the knowledge
+            # base and then a person (the fallback flow) take it.
+            return TriageGuess(FALLBACK, 0.0, tuple((i, round(s, 4)) for i, s in ranked[:3]))
         return TriageGuess(best, round(confidence, 4), tuple((i, round(s, 4)) for i, s in ranked[1:4]))
 
     def has_it_evidence(self, text: str) -> bool:

@@ -6,10 +6,11 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jinja2 import Environment
+
 from bot.core.ports import ActionOutcome, KbHit, KbResult
 from bot.engine.engine import (
     V_CHOICE,
-    V_CONFIRM_NO,
     V_CONFIRM_YES,
     V_KB_SOLVED,
     V_KB_UNSOLVED,
@@ -29,7 +30,6 @@ from bot.engine.engine import (
 )
 from bot.engine.loader import Known, parse_flow
 from bot.engine.spec import Flow
-from jinja2 import Environment
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -84,7 +84,7 @@ steps:
 
 
 def flow() -> Flow:
-    parsed, errors = parse_flow(textwrap.dedent(FLOW), "demo.yaml", Known(), Environment())
+    parsed, errors = parse_flow(textwrap.dedent(FLOW), "demo.yaml", Known(), Environment())  # noqa: S701 - parsed only
     assert parsed is not None and errors == [], errors
     return parsed
 
