@@ -109,7 +109,28 @@ _WORD = re.compile(r"[a-z0-9]+(?:[.@][a-z0-9]+)*")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\s+(?:but|and then|so|because|although)\s+|\n+")
 
 # Words that say nothing about the topic: they never count as IT evidence for the not-IT gate.
-STOPWORDS = frozenset(["a", "an", "the", "and", "or", "but", "if", "so", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "doing", "have", "has", "had", "having", "i", "me", "my", "mine", "we", "our", "us", "you", "your", "it", "its", "this", "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "not", "no", "yes", "please", "thanks", "thank", "hi", "hello", "hey", "just", "also", "too", "very", "really", "some", "any", "all", "each", "every", "more", "most", "much", "many", "one", "two", "three", "need", "needs", "needed", "want", "wants", "wanted", "get", "gets", "got", "getting", "make", "made", "help", "helping", "able", "unable", "cannot", "now", "today", "tomorrow", "yesterday", "morning", "week", "weeks", "day", "days", "time", "again", "still", "new", "old", "same", "other", "another", "work", "working", "works", "worked", "job", "use", "using", "used", "try", "tried", "trying", "keep", "keeps", "kept", "let", "lets", "know", "see", "look", "looks", "like", "go", "going", "went", "come", "coming", "say", "says", "said", "tell", "told", "ask", "asked", "give", "given", "take", "put", "set", "thing", "things", "stuff", "someone", "somebody", "something", "anyone", "anything", "everyone", "everything", "nobody", "nothing", "up", "down", "out", "off", "over", "back", "way", "well", "good", "bad", "right", "wrong", "ok", "okay", "sure", "since", "after", "before", "while", "until", "then", "than", "again", "only", "even", "ever", "urgent", "issue", "issues", "problem", "problems", "error", "errors", "broken", "fix", "fixed", "fixing", "start", "started", "starting", "number", "second", "plan", "local", "information", "info", "right", "left", "first", "last", "next"])
+STOPWORDS = frozenset((
+    "a", "an", "the", "and", "or", "but", "if", "so", "of", "to", "in", "on", "at", "by", "for", "with",
+    "from", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do",
+    "does", "did", "doing", "have", "has", "had", "having", "i", "me", "my", "mine", "we", "our", "us",
+    "you", "your", "it", "its", "this", "that", "these", "those", "there", "here", "what", "which", "who",
+    "whom", "whose", "when", "where", "why", "how", "can", "could", "would", "should", "will", "shall",
+    "may", "might", "must", "not", "no", "yes", "please", "thanks", "thank", "hi", "hello", "hey", "just",
+    "also", "too", "very", "really", "some", "any", "all", "each", "every", "more", "most", "much", "many",
+    "one", "two", "three", "need", "needs", "needed", "want", "wants", "wanted", "get", "gets", "got",
+    "getting", "make", "made", "help", "helping", "able", "unable", "cannot", "now", "today", "tomorrow",
+    "yesterday", "morning", "week", "weeks", "day", "days", "time", "again", "still", "new", "old", "same",
+    "other", "another", "work", "working", "works", "worked", "job", "use", "using", "used", "try", "tried",
+    "trying", "keep", "keeps", "kept", "let", "lets", "know", "see", "look", "looks", "like", "go", "going",
+    "went", "come", "coming", "say", "says", "said", "tell", "told", "ask", "asked", "give", "given",
+    "take", "put", "set", "thing", "things", "stuff", "someone", "somebody", "something", "anyone",
+    "anything", "everyone", "everything", "nobody", "nothing", "up", "down", "out", "off", "over", "back",
+    "way", "well", "good", "bad", "right", "wrong", "ok", "okay", "sure", "since", "after", "before",
+    "while", "until", "then", "than", "again", "only", "even", "ever", "urgent", "issue", "issues",
+    "problem", "problems", "error", "errors", "broken", "fix", "fixed", "fixing", "start", "started",
+    "starting", "number", "second", "plan", "local", "information", "info", "right", "left", "first",
+    "last", "next",
+))
 
 
 def _fold(text: str) -> str:
