@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -114,13 +116,10 @@ class App:
         await self.db.dispose()
 
 
-def _build_kb(settings: Settings) -> KnowledgeBase | None:
-    try:
-        from bot.kb.watcher import ReloadingKb
-    except ImportError:  # the knowledge base package is optional at this layer
-        return None
-    kb: KnowledgeBase = ReloadingKb(settings.kb_dir, reload_seconds=settings.kb.reload_seconds)
-    return kb
+def _build_kb(settings: Settings) -> Any:
+    from bot.kb.watcher import ReloadingKb
+
+    return ReloadingKb(settings.kb_dir, interval=settings.kb.reload_seconds)
 
 
 def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, Any]:
@@ -141,6 +140,8 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
                        pool_size=settings.database.pool_size)
     sessions = session_factory(db)
     renderer = Renderer()
+    renderer.env.globals.update(app_name=settings.app.name, hr_contact=settings.app.hr_contact,
+                                facilities_contact=settings.app.facilities_contact)
     kb = _build_kb(settings)
     directory, resolver, actions = _build_directory(settings)
     known = Known(
@@ -158,7 +159,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
         log.error("skipping broken flow files:\n  %s", listing)
     engine = Engine(flows.flows, idle_timeout=timedelta(minutes=settings.flows.idle_timeout_minutes),
                     resume_window=timedelta(hours=settings.flows.resume_window_hours))
-    triage = Triage({k: v for k, v in flows.flows.items()})
+    triage = _triage_for(flows)
     t = settings.triage
     pipeline = Pipeline(sessions=sessions, resolver=resolver, engine=engine, triage=triage, renderer=renderer,
                         kb=kb, actions=actions, clock=clock,
@@ -167,8 +168,24 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
     app.on_close(actions.aclose)  # closes the directory too
+    kb.start()
+    app.on_close(kb.close)
     _wire_self_service(app, actions)
     return app
+
+
+_TRIAGE_CACHE: dict[str, Triage] = {}
+
+
+def _triage_for(flows: FlowSet) -> Triage:
+    """Triage trains on the flows' trigger examples (a few seconds); one model per set of flows
+    per process, so tests and `simulate` runs that build many apps train it once."""
+    fingerprint = hashlib.sha256(json.dumps(
+        {fid: [f.triggers.model_dump(mode="json"), f.category] for fid, f in sorted(flows.flows.items())},
+        sort_keys=True).encode()).hexdigest()
+    if fingerprint not in _TRIAGE_CACHE:
+        _TRIAGE_CACHE[fingerprint] = Triage(dict(flows.flows))
+    return _TRIAGE_CACHE[fingerprint]
 
 
 def _wire_self_service(app: App, runner: Any) -> None:

@@ -27,7 +27,13 @@ app.add_typer(config_app, name="config")
 
 def _mount_subcommands() -> None:
     from bot.channels.teams.cli import app as teams_app
+    from bot.engine.cli import eval_app, flows_app, triage_app
+    from bot.kb.cli import app as kb_app
 
+    app.add_typer(flows_app, name="flows", help="Conversation flows: validate them.")
+    app.add_typer(triage_app, name="triage", help="Which flow a message goes to.")
+    app.add_typer(eval_app, name="eval", help="Evaluate triage on labelled messages.")
+    app.add_typer(kb_app, name="kb", help="Knowledge base: search, lint, gaps, stats.")
     app.add_typer(teams_app, name="teams", help="Microsoft Teams app package.")
 
 

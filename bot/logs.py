@@ -67,5 +67,5 @@ def configure_logging(fmt: str = "text", level: str = "INFO", stream: Any = None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "alembic", "msal", "urllib3"):
+    for noisy in ("httpx", "httpcore", "aiosqlite", "sqlalchemy.engine", "alembic", "msal", "urllib3", "bm25s"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -397,11 +397,11 @@ class Pipeline:
             return
         from bot.kb.render import article_to_text
 
-        body = article_to_text(article, max_chars=2500, platform=turn.platform.value)
-        from markupsafe import Markup
-
+        # Article text is escaped for the platform like any other value (staff write articles,
+        # but a stray `<` must not turn into a Slack control sequence).
+        body = article_to_text(article, max_chars=2500)
         turn.say("kb_article", {"title": article.get("title", ""), "summary": article.get("summary", ""),
-                                "body": Markup(body)},  # noqa: S704 - article_to_text escapes for the platform
+                                "body": body},
                  buttons=[Button("This solved it", "kb:solved", "primary"), Button("Still need help", "kb:unsolved")])
 
     async def _run_action(self, turn: Turn, effect: RunAction) -> ActionAnswer:

@@ -184,10 +184,12 @@ class KbIndex:
             stem_corpus.append(stemmed)
             term_df.update(set(stemmed))
 
+        # bm25s cannot index a corpus without a single token (an empty or unreadable folder):
+        # such a knowledge base simply finds nothing.
         self._fields = [
             self._field_index(exact_corpus, t.exact_weight, exact=True),
             self._field_index(stem_corpus, t.stem_weight, exact=False),
-        ]
+        ] if any(exact_corpus) else []
         n_docs = max(len(self.articles), 1)
         self._idf = {term: math.log(1 + (n_docs - df + 0.5) / (df + 0.5)) for term, df in term_df.items()}
         self._max_idf = math.log(1 + (n_docs + 0.5) / 0.5)
@@ -423,7 +425,7 @@ class KbIndex:
 
     def rank(self, query: str, limit: int = 5, category: str | None = None) -> list[RankedHit]:
         """The best `limit` articles for `query`, best first."""
-        if not self.articles or limit <= 0:
+        if not self.articles or not self._fields or limit <= 0:
             return []
         t = self.tuning
         terms = self.query_terms(query)

@@ -108,3 +108,14 @@ def test_long_articles_are_cut_at_a_boundary_with_a_pointer() -> None:
     assert "the portal (https://portal.example.com)" in full
     assert "```\ncode here\n```" in full
     assert "1. one\n2. two" in full
+
+
+def test_an_empty_knowledge_base_finds_nothing(tmp_path: Path) -> None:
+    from bot.kb.search import KbIndex
+
+    (tmp_path / "empty.md").write_text("", encoding="utf-8")
+    for folder in (tmp_path / "none", tmp_path):
+        folder.mkdir(exist_ok=True)
+        index = KbIndex.from_dir(folder)
+        result = index.search("vpn wont connect")
+        assert result.hits == () and result.confidence == "none"
