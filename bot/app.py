@@ -120,6 +120,18 @@ def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, ActionRun
     return directory, build_resolver(settings, directory), build_action_runner(settings, directory)
 
 
+def _wire_tickets(app: App) -> None:
+    from bot.tickets.handler import TicketHandler
+    from bot.tickets.service import TicketService
+
+    service = TicketService(app.settings, app.renderer, app.resolver, sessions=app.sessions, clock=app.clock)
+    handler = TicketHandler(service)
+    app.pipeline.tickets = handler
+    app.pipeline.add_handler(handler)
+    app.services["tickets"] = service
+    app.add_tick(service.tick)  # SLA reminders and breaches, claim release, auto-close
+
+
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,
                     strict_flows: bool = True, database_url: str | None = None) -> App:
     db = create_engine(database_url or settings.database_url, echo=settings.database.echo,
@@ -151,6 +163,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
+    _wire_tickets(app)
     closer = getattr(directory, "aclose", None)
     if closer is not None:
         app.on_close(closer)
