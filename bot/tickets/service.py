@@ -473,7 +473,7 @@ class TicketService:
         result: Any = await uow.session.execute(
             update(TicketRow)
             .where(TicketRow.id == row.id, TicketRow.assignee_email.is_(None), TicketRow.status.in_(CLAIMABLE))
-            .values(assignee_email=actor.email.lower(), status=CLAIMED, claimed_at=uow.now, worked_at=uow.now,
+            .values(assignee_email=actor.email.lower(), status=CLAIMED, claimed_at=uow.now, worked_at=None,
                     updated_at=uow.now, version=TicketRow.version + 1)
             .execution_options(synchronize_session=False)
         )
@@ -508,8 +508,7 @@ class TicketService:
         row.assignee_email = target.email.lower()
         if row.status in CLAIMABLE:
             row.status = CLAIMED
-        row.claimed_at = row.claimed_at or uow.now
-        row.worked_at = uow.now
+        row.claimed_at, row.worked_at = uow.now, None  # the new holder's claim clock starts now
         self._touch(uow, row)
         uow.emit("ticket_assigned", subject=row.ref, id=row.ref, to=target.email.lower(), by=actor.email.lower(),
                  previous=previous)
@@ -558,7 +557,7 @@ class TicketService:
         self._resume(uow, row)
         row.status, row.resolved_at, row.closed_at, row.resolution_minutes = REOPENED, None, None, None
         row.reopen_count = (row.reopen_count or 0) + 1
-        row.worked_at = uow.now
+        row.claimed_at, row.worked_at = uow.now, None  # the holder must pick it up again, or it is released
         self._touch(uow, row)
         if reason.strip():
             self._add_note(uow, row, actor.email, "from_requester" if is_requester else "note", reason.strip())
@@ -757,14 +756,14 @@ class TicketService:
                 if getattr(row, reminded) is None:
                     setattr(row, reminded, uow.now)
                 uow.emit("sla_breached", subject=row.ref, id=row.ref, target=name, priority=row.priority,
-                         minutes=minutes)
+                         minutes=minutes, elapsed=round(elapsed), at=uow.now.isoformat())
                 for address in self.queue_targets(row.category):
                     mention = self.cfg.oncall_mention.get(address.platform.value, "")
                     await self._alert(uow, row, address, "breach", name, minutes, mention)
             elif elapsed >= minutes * self.cfg.reminder_fraction and getattr(row, reminded) is None:
                 setattr(row, reminded, uow.now)
                 uow.emit("sla_reminder", subject=row.ref, id=row.ref, target=name, priority=row.priority,
-                         minutes=minutes)
+                         minutes=minutes, elapsed=round(elapsed), at=uow.now.isoformat())
                 if row.assignee_email:
                     address = await self.direct(uow, row.assignee_email)
                     await self._alert(uow, row, address, "reminder", name, minutes, "")
@@ -794,8 +793,11 @@ class TicketService:
     async def _release(self, uow: UnitOfWork, row: TicketRow) -> None:
         if row.assignee_email is None or row.status not in (CLAIMED, REOPENED):
             return
-        worked = _aware(row.worked_at) or _aware(row.claimed_at) or uow.now
-        idle = self.calendar.minutes_between(worked, uow.now)
+        # "Unworked": nothing done since the claim (a reply, a note, an assignment would count).
+        claimed, worked = _aware(row.claimed_at) or uow.now, _aware(row.worked_at)
+        if worked is not None and worked >= claimed:
+            return
+        idle = self.calendar.minutes_between(claimed, uow.now)
         if idle < self.cfg.claim_release_minutes:
             return
         holder = row.assignee_email
