@@ -93,7 +93,7 @@ async def test_fifty_concurrent_cli_claims_one_winner() -> None:
         assert sum(1 for _, out, _ in winners_identity if out.strip().endswith("claimed")) == 1
         assert all(code == 0 for code, _, _ in winners_identity), winners_identity[:3]
         assert all(code == 3 for code, _, _ in others), [r for r in others if r[0] != 3][:3]
-        assert all(f"held by" in out and f"<{holder}>" in out for _, out, _ in others)
+        assert all("held by" in out and f"<{holder}>" in out for _, out, _ in others)
         assert refused == len(others)
 
 
