@@ -167,14 +167,19 @@ def show_ticket(
 
 @tickets_app.command("claim")
 def claim_ticket(ticket: Annotated[str, typer.Argument()], as_email: AsOption) -> None:
-    """Claim a ticket. Exactly one of any number of simultaneous claimants wins (exit 0); the
-    others exit 3 and are told who holds it."""
+    """Claim a ticket. Exactly one of any number of simultaneous claimants wins (exit 0); every
+    other caller, including one who already holds it, exits 3 and is told who holds it."""
 
     async def op(service: Any, uow: Any, actor: Person) -> Any:
         return await service.claim(uow, actor, ticket)
 
     outcome = _run(as_email, op, verb="claim")
-    typer.echo(f"{outcome.ticket.ref} {'is already yours' if outcome.action == 'already_yours' else 'claimed'}")
+    if outcome.action == "already_yours":
+        # Only the caller whose claim changed the ticket exits 0, so racing callers can count winners
+        # by exit code even when several of them act as the same person.
+        typer.echo(f"{outcome.ticket.ref} is already held by you <{outcome.ticket.assignee_email}>")
+        raise typer.Exit(3)
+    typer.echo(f"{outcome.ticket.ref} claimed")
 
 
 @tickets_app.command("assign")
