@@ -134,6 +134,18 @@ def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, Any]:
     return directory, build_resolver(settings, directory), runner
 
 
+def _wire_tickets(app: App) -> None:
+    from bot.tickets.handler import TicketHandler
+    from bot.tickets.service import TicketService
+
+    service = TicketService(app.settings, app.renderer, app.resolver, sessions=app.sessions, clock=app.clock)
+    handler = TicketHandler(service)
+    app.pipeline.tickets = handler
+    app.pipeline.add_handler(handler)
+    app.services["tickets"] = service
+    app.add_tick(service.tick)  # SLA reminders and breaches, claim release, auto-close
+
+
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,
                     strict_flows: bool = True, database_url: str | None = None) -> App:
     db = create_engine(database_url or settings.database_url, echo=settings.database.echo,
@@ -170,6 +182,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app.on_close(actions.aclose)  # closes the directory too
     kb.start()
     app.on_close(kb.close)
+    _wire_tickets(app)
     _wire_self_service(app, actions)
     return app
 

@@ -14,6 +14,7 @@ import typer
 
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
+from bot.tickets.cli import report, tickets_app
 
 T = TypeVar("T")
 
@@ -23,6 +24,8 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 config_app = typer.Typer(help="Settings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(tickets_app, name="tickets")
+app.command("report")(report)
 
 
 def _mount_subcommands() -> None:

@@ -8,6 +8,7 @@ the project root (the folder holding `config/`), so the bot behaves the same fro
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -195,6 +196,72 @@ class ServerSettings(Section):
     port: int = Field(default=3000, ge=1, le=65535)
 
 
+# ----- tickets (escalation queue, SLA clocks) ------------------------------------------------------
+
+
+class SlaTarget(Section):
+    """Targets in minutes of the priority's calendar (business hours, or round the clock)."""
+
+    first_response_minutes: int = Field(ge=1)
+    resolution_minutes: int = Field(ge=1)
+    calendar: Literal["business", "always"] = "business"
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _workweek() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
+
+
+class BusinessHoursSettings(Section):
+    days: list[Weekday] = Field(default_factory=_workweek)
+    start: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(default="17:00", pattern=r"^\d{2}:\d{2}$")
+
+
+def _default_matrix() -> dict[str, dict[str, str]]:
+    return {"high": {"high": "P1", "medium": "P2", "low": "P3"},
+            "medium": {"high": "P2", "medium": "P3", "low": "P4"},
+            "low": {"high": "P3", "medium": "P4", "low": "P4"}}
+
+
+def _default_sla() -> dict[str, SlaTarget]:
+    return {"P1": SlaTarget(first_response_minutes=30, resolution_minutes=240, calendar="always"),
+            "P2": SlaTarget(first_response_minutes=60, resolution_minutes=480),
+            "P3": SlaTarget(first_response_minutes=240, resolution_minutes=1440),
+            "P4": SlaTarget(first_response_minutes=480, resolution_minutes=2400)}
+
+
+class TicketSettings(Section):
+    id_prefix: str = "HD-"
+    first_number: int = Field(default=1001, ge=1)
+    # impact -> urgency -> priority (ITIL-style matrix); unknown values count as "low".
+    priority_matrix: dict[str, dict[str, str]] = Field(default_factory=_default_matrix)
+    sla: dict[str, SlaTarget] = Field(default_factory=_default_sla)
+    business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
+    holidays: list[date] = Field(default_factory=list)
+    # category -> platform -> queue target (Slack channel id, Teams conversation id; on the console
+    # "technicians" means every technician gets the post in their own conversation). `default` is
+    # used for categories without an entry.
+    queues: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {"default": {"slack": "", "teams": "", "console": "technicians"}})
+    # Mention text per platform put in breach alerts (Slack: "<!subteam^S0123>").
+    oncall_mention: dict[str, str] = Field(default_factory=lambda: {"console": "@on-call", "slack": "", "teams": ""})
+    reminder_fraction: float = Field(default=0.75, gt=0, lt=1)
+    claim_release_minutes: int = Field(default=120, ge=1)
+    auto_close_days: int = Field(default=5, ge=1)
+    relay_window_hours: int = Field(default=24, ge=1)
+    transcript_lines: int = Field(default=8, ge=0)
+
+    def priority(self, impact: str, urgency: str) -> str:
+        row = self.priority_matrix.get(impact) or self.priority_matrix.get("low") or {}
+        return row.get(urgency) or row.get("low") or "P4"
+
+    def target(self, priority: str) -> SlaTarget:
+        return self.sla.get(priority) or self.sla.get("P4") or _default_sla()["P4"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HELPDESK_",
@@ -217,6 +284,7 @@ class Settings(BaseSettings):
     actions: ActionPolicySettings = Field(default_factory=ActionPolicySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
 
     # Not a setting: which file the values came from, for messages.
     config_file: Path | None = Field(default=None, exclude=True)

@@ -134,6 +134,8 @@ class TicketAnswer:
     priority: str
     first_response: str  # human text: "within 4 business hours"
     existing: bool = False
+    # Offered with the confirmation (e.g. "Open a separate ticket" when added to an existing one).
+    buttons: tuple[Button, ...] = ()
 
 
 Stimulus = UserTurn | KbAnswer | ActionAnswer | TicketAnswer
@@ -600,7 +602,7 @@ class Engine:
         effects: list[Effect] = [Say(template="ticket_opened", context={
             "ticket_id": answer.ticket_id, "priority": answer.priority,
             "first_response": answer.first_response, "existing": answer.existing,
-        })]
+        }, buttons=answer.buttons)]
         nxt = step.next if isinstance(step, EscalateStep) else None
         if nxt:
             return self._run(replace(state, awaiting=None), flow, nxt, effects)

@@ -32,7 +32,7 @@ from itertools import pairwise
 
 import numpy as np
 from numpy.typing import NDArray
-from rapidfuzz import process
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 from scipy import sparse
 
@@ -366,6 +366,9 @@ class Triage:
         )
         self._vectoriser = _Vectoriser()
         self._ready = bool(docs) and len(self.labels) > 1
+        # One flow only (a small deployment, a test): nothing to tell apart, so the score is how
+        # close the message is to that flow's own examples and keywords.
+        self._single = [d.text for d in docs] if len(self.labels) == 1 else []
         if not self._ready:
             return
         key = (tuple(docs), l2)
@@ -434,6 +437,11 @@ class Triage:
 
     def scores(self, text: str) -> dict[str, float]:
         """Confidence per label, before ranking (for evaluation and tuning)."""
+        if self._single:
+            said = " ".join(self.words(text))
+            best = max((fuzz.token_set_ratio(said, " ".join(self.words(example))) for example in self._single),
+                       default=0.0)
+            return {self.labels[0]: round(best / 100.0, 4)} if said else {}
         if not self._ready:
             return {}
         words = self.words(text)

@@ -6,6 +6,14 @@ platform call. After the call the row is marked `sent` with the platform's messa
 process dies in between, the lease expires and the next attempt first asks the sender whether the
 message already arrived (`find_delivered`, keyed by the row's idempotency key), so a crash neither
 loses nor duplicates a message. Failures back off exponentially (or as long as `Retry-After` says).
+
+Symbolic references. A change may need to edit or answer under a message that is itself still in
+the outbox (a ticket's queue post: its Slack `ts` is known only once it is delivered). Such rows
+carry `payload["update_ref"]` and/or `address["thread_id"]` of the form `outbox:<idempotency key>`.
+Before calling the sender, the worker replaces each with the referenced row's `message_ref`. If
+that row is not delivered yet the delivery waits (RetryLater, a few seconds); if it failed or was
+cancelled, the update is undeliverable. Senders therefore always see real platform ids:
+`payload["kind"]` is "post", "update" (edit `payload["update_ref"]` in place) or "delete".
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import os
 import random
 import socket
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -27,6 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.store.tables import OutboxRow
 
 log = logging.getLogger("bot.outbox")
+
+# `outbox:<idempotency key>`: "the platform id of that outbox row's message" (resolved at delivery).
+SYMBOLIC = "outbox:"
 
 
 class RetryLater(Exception):
@@ -134,6 +145,7 @@ class OutboxWorker:
         ref: str | None = None
         status, error, retry_at = "sent", None, None
         try:
+            delivery = await self._resolve_refs(delivery)
             if delivery.payload.get("_interrupted"):
                 ref = await sender.find_delivered(delivery)
             if ref is None:
@@ -171,6 +183,37 @@ class OutboxWorker:
         if status == "failed":
             log.warning("outbox message %s undeliverable: %s", delivery.id, error)
         return status
+
+    async def _resolve_refs(self, delivery: Delivery) -> Delivery:
+        """Replace `outbox:<key>` references by the referenced message's platform id."""
+        update_ref = delivery.payload.get("update_ref")
+        thread_id = delivery.address.get("thread_id")
+        symbolic = {str(v)[len(SYMBOLIC):] for v in (update_ref, thread_id)
+                    if isinstance(v, str) and v.startswith(SYMBOLIC)}
+        if not symbolic:
+            return delivery
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(OutboxRow.idempotency_key, OutboxRow.status, OutboxRow.message_ref)
+                .where(OutboxRow.idempotency_key.in_(symbolic))
+            )).all()
+        found = {key: (status, ref) for key, status, ref in rows}
+        resolved: dict[str, str] = {}
+        for key in symbolic:
+            status, ref = found.get(key, ("missing", None))
+            if status == "sent" and ref:
+                resolved[key] = ref
+            elif status in ("pending", "sending"):
+                raise RetryLater(f"waiting for {key} to be delivered first", retry_after=2.0)
+            else:
+                raise Undeliverable(f"the message {key} it refers to was never delivered ({status})")
+        payload = dict(delivery.payload)
+        address = dict(delivery.address)
+        if isinstance(update_ref, str) and update_ref.startswith(SYMBOLIC):
+            payload["update_ref"] = resolved[update_ref[len(SYMBOLIC):]]
+        if isinstance(thread_id, str) and thread_id.startswith(SYMBOLIC):
+            address["thread_id"] = resolved[thread_id[len(SYMBOLIC):]]
+        return replace(delivery, payload=payload, address=address)
 
     async def run_once(self) -> int:
         """Claim and deliver one batch; the number of rows handled."""

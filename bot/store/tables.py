@@ -172,3 +172,84 @@ class TeamsActivityRow(Base):
     deleted: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ===== tickets (bot/tickets; migration 0002_tickets) ==============================================
+
+
+class TicketCounterRow(Base):
+    """Ticket number allocation: one row per counter, bumped with an atomic UPDATE ... RETURNING so
+    ids are unique and gap-free under concurrency on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "ticket_counters"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class TicketRow(Base):
+    """A request escalated to technicians. Status: new, claimed, waiting_on_requester, resolved,
+    closed, reopened. Claims are conditional UPDATEs on (status, assignee), never read-then-write."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_requester_status", "requester_email", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True)
+    requester_email: Mapped[str] = mapped_column(String(320))
+    requester_name: Mapped[str] = mapped_column(String(256))
+    opened_by: Mapped[str] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(16))  # platform the request came from
+    conversation_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    flow_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    category: Mapped[str] = mapped_column(String(64), index=True)
+    impact: Mapped[str] = mapped_column(String(16))
+    urgency: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    assignee_email: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    tried_articles: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    tried_actions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    transcript: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Last technician work on the ticket (claim, reply, note, assign): unworked claims are released.
+    worked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The SLA clock: paused while waiting on the requester or resolved; paused minutes accumulate.
+    paused_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    paused_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    first_response_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resolution_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fr_reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    fr_breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    res_reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    res_breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When a technician last wrote to the requester (the relay window).
+    tech_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    fixed: Mapped[bool | None] = mapped_column(nullable=True)
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Idempotency keys of the queue posts (one per platform / console technician), for updates.
+    queue_posts: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TicketNoteRow(Base):
+    """The ticket's log: internal notes, relayed messages both ways, requester updates."""
+
+    __tablename__ = "ticket_notes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    author: Mapped[str] = mapped_column(String(320))
+    # note (internal) | to_requester | from_requester | update (more details from a flow) | system
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

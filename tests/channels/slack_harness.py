@@ -489,6 +489,8 @@ async def harness(tmp_path: Path, standin: SlackStandIn) -> AsyncIterator[Harnes
     app.pipeline.kb = FakeKb()
     app.pipeline.actions = FakeActions()
     app.pipeline.tickets = desk
+    # This harness still drives a small fake desk in place of bot/tickets.
+    app.pipeline.handlers = [h for h in app.pipeline.handlers if type(h).__name__ != "TicketHandler"]
     app.pipeline.add_handler(desk)
     mount = SlackMount(app, settings)
     worker = OutboxWorker(app.sessions, mount.senders(), poll_seconds=0.05, max_attempts=5)

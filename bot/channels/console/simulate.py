@@ -117,6 +117,10 @@ async def run_transcript(doc: Mapping[str, Any], settings: Settings, *, as_email
 
         worker = OutboxWorker(app.sessions, {"console": ConsoleSender(deliver)}, clock=clock, max_attempts=3)
         app.services["simulation_clock"] = clock
+        # Periodic jobs' events (SLA reminders, claim release...) join the stream where they happen.
+        for service in list(app.services.values()):
+            if hasattr(service, "event_sink"):
+                service.event_sink = sim.events
         try:
             await _drain(app, worker)
             for number, turn in enumerate(turns, 1):

@@ -1,7 +1,7 @@
 """teams: conversation references and sent activities
 
 Revision ID: 0003_teams_refs
-Revises: 0001
+Revises: 0002_tickets
 Create Date: 2026-11-23 04:00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 revision = '0003_teams_refs'
 # Re-chain onto the newest revision when merging (other issues add their own migrations).
-down_revision = '0001'
+down_revision = '0002_tickets'
 branch_labels = None
 depends_on = None
 
