@@ -159,7 +159,7 @@ def _describe(event: dict[str, Any]) -> str:
 def worker() -> None:
     """Run an outbox worker process (for scale-out; the embedded default delivers in-process)."""
     from bot.channels.registry import build_senders
-    from bot.outbox.worker import OutboxWorker
+    from bot.outbox.worker import OutboxWorker, pacing_from_settings
     from bot.store.db import create_engine, session_factory
 
     settings = settings_or_exit()
@@ -171,7 +171,8 @@ def worker() -> None:
             fail("helpdesk worker: no channel is enabled (slack.enabled / teams.enabled)")
         cfg = settings.outbox
         w = OutboxWorker(session_factory(engine), senders, max_attempts=cfg.max_attempts,
-                         lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds)
+                         lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds,
+                         pacing=pacing_from_settings(cfg), concurrency=cfg.concurrency)
         try:
             await w.run_forever()
         finally:
