@@ -152,6 +152,9 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
+    from bot.outages import install as install_outages
+
+    install_outages(app)  # its turn handler runs before the flow engine
     closer = getattr(directory, "aclose", None)
     if closer is not None:
         app.on_close(closer)
