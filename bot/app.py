@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.core.models import Platform
 from bot.core.pipeline import Pipeline, system_clock
 from bot.core.ports import ActionRunner, KnowledgeBase, PersonResolver
 from bot.engine.engine import Engine
@@ -54,6 +55,15 @@ class App:
     clock: Callable[[], datetime] = system_clock
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    @property
+    def default_platform(self) -> Platform:
+        """Where people are reached when we have never seen their direct conversation."""
+        if self.settings.slack.enabled:
+            return Platform.SLACK
+        if self.settings.teams.enabled:
+            return Platform.TEAMS
+        return Platform.CONSOLE
 
     def start_worker(self, senders: Mapping[str, Sender]) -> OutboxWorker:
         """Deliver outbox rows in this process (the embedded default)."""
@@ -114,11 +124,16 @@ def _build_kb(settings: Settings) -> KnowledgeBase | None:
     return kb
 
 
-def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, ActionRunner | None]:
+def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, Any]:
     from bot.graph.factory import build_action_runner, build_directory, build_resolver
+    from bot.graph.policy import PolicyError
 
     directory = build_directory(settings)
-    return directory, build_resolver(settings, directory), build_action_runner(settings, directory)
+    try:
+        runner = build_action_runner(settings, directory)
+    except PolicyError as exc:
+        raise StartupError(f"self-service policy: {exc}") from exc
+    return directory, build_resolver(settings, directory), runner
 
 
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,
@@ -152,10 +167,16 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
+    app.on_close(actions.aclose)  # closes the directory too
+    _wire_self_service(app, actions)
     from bot.outages import install as install_outages
 
     install_outages(app)  # its turn handler runs before the flow engine
-    closer = getattr(directory, "aclose", None)
-    if closer is not None:
-        app.on_close(closer)
     return app
+
+
+def _wire_self_service(app: App, runner: Any) -> None:
+    from bot.graph.handler import ApprovalHandler, expire_access_requests
+
+    app.pipeline.add_handler(ApprovalHandler(runner.approvals))
+    app.add_tick(lambda: expire_access_requests(app, runner.approvals))

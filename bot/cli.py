@@ -91,7 +91,9 @@ def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to 
     from bot.channels.console.chat import ConsoleChat
     from bot.store.migrate import upgrade
 
-    settings = settings_or_exit()
+    settings = settings_or_exit(log=False)
+    # The terminal is the conversation: only problems are logged to it.
+    configure_logging(settings.log.format, "WARNING" if settings.log.level == "INFO" else settings.log.level)
 
     async def _chat() -> None:
         await upgrade(settings.database_url)

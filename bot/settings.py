@@ -68,6 +68,50 @@ class GraphSettings(Section):
     base_url: str = "https://graph.microsoft.com/v1.0"
     timeout_seconds: float = Field(default=10.0, gt=0)
     retry_budget_seconds: float = Field(default=30.0, ge=0)
+    certificate_passphrase: SecretStr | None = None
+    # Mailbox that sends identity-verification codes (Mail.Send, scoped by an access policy).
+    mail_sender: str = ""
+    # The mailbox usage report is tenant-wide; it is fetched at most this often.
+    report_cache_seconds: int = Field(default=3600, ge=0)
+
+
+Verification = Literal["auto", "none", "email_code", "technician_approval"]
+
+
+class ActionRule(Section):
+    """Per-action overrides; anything unset falls back to the `actions:` defaults."""
+
+    enabled: bool = True
+    # Directory group names or ids whose members may run it; empty: everyone.
+    allowed_groups: list[str] = Field(default_factory=list)
+    verification: Verification | None = None
+    rate_limit_per_hour: int | None = Field(default=None, ge=0)
+
+
+class ActionPolicySettings(Section):
+    dry_run: bool = False
+    # auto: none with the demo directory, email_code with Graph. `none` is refused with Graph.
+    verification: Verification = "auto"
+    sensitive: list[str] = Field(
+        default_factory=lambda: ["reset_password", "mfa_reset", "revoke_sessions"]
+    )
+    rate_limit_per_hour: int = Field(default=5, ge=0)
+    protected_accounts: list[str] = Field(default_factory=list)
+    protected_groups: list[str] = Field(default_factory=list)
+    protect_directory_roles: bool = True
+    rules: dict[str, ActionRule] = Field(default_factory=dict)
+    code_ttl_minutes: int = Field(default=10, ge=1)
+    code_max_attempts: int = Field(default=3, ge=1)
+    verified_minutes: int = Field(default=15, ge=1)
+    group_access_allowlist: list[str] = Field(default_factory=list)
+    # Group name or id -> approver emails; a group not listed is approved by its owners.
+    group_access_approvers: dict[str, list[str]] = Field(default_factory=dict)
+    request_expiry_hours: int = Field(default=72, ge=1)
+    tap_lifetime_minutes: int = Field(default=60, ge=10, le=43200)
+    tap_usable_once: bool = True
+    allow_mfa_method_removal: bool = True
+    password_length: int = Field(default=16, ge=12, le=256)
+    storage_warn_percent: int = Field(default=90, ge=1, le=100)
 
 
 class SlackSettings(Section):
@@ -177,6 +221,7 @@ class Settings(BaseSettings):
     triage: TriageSettings = Field(default_factory=TriageSettings)
     kb: KbSettings = Field(default_factory=KbSettings)
     roles: RoleSettings = Field(default_factory=RoleSettings)
+    actions: ActionPolicySettings = Field(default_factory=ActionPolicySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     outages: OutageSettings = Field(default_factory=OutageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

@@ -140,19 +140,27 @@ def person_context(person: Person) -> dict[str, Any]:
     return {"name": person.display_name, "first_name": first, "email": person.email}
 
 
-class _TurnActionContext:
-    """What a self-service action may do inside the turn: audit and notify through the outbox."""
+class UowActionContext:
+    """What a self-service action (or a periodic job) may do inside a transaction: audit, and
+    notify people through the outbox. `platform` is where people are reached when we have never
+    seen their direct conversation."""
 
-    def __init__(self, turn: Turn) -> None:
-        self.turn = turn
+    def __init__(self, uow: UnitOfWork, platform: Platform, key_prefix: str) -> None:
+        self.uow = uow
+        self.platform = platform
+        self.key_prefix = key_prefix
 
     def emit(self, type: str, **data: Any) -> None:
-        self.turn.emit(type, **data)
+        self.uow.emit(type, **data)
 
     async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
-        address = await self.turn.uow.direct_address(email) or person_address(self.turn.platform, email)
-        key = f"notify:{self.turn.incoming.event_id}:{email}:{len(self.turn.uow.enqueued)}"
-        self.turn.send(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
+        address = await self.uow.direct_address(email) or person_address(self.platform, email)
+        key = f"notify:{self.key_prefix}:{email}:{len(self.uow.enqueued)}"
+        self.uow.enqueue(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
+
+
+def turn_action_context(turn: Turn) -> UowActionContext:
+    return UowActionContext(turn.uow, turn.platform, turn.incoming.event_id)
 
 
 class Pipeline:
@@ -198,7 +206,15 @@ class Pipeline:
         outcome = "ok"
         try:
             async with lock:
-                person = await self.resolver.resolve(incoming.sender)
+                try:
+                    person = await self.resolver.resolve(incoming.sender)
+                except Exception:
+                    # The directory is down and nothing is cached: say so, lose nothing (the
+                    # event id is not marked handled, so a platform retry gets another chance).
+                    log.exception("directory lookup failed", extra={"conversation": incoming.conversation_key})
+                    outcome = "directory_unavailable"
+                    text = self.renderer.text(incoming.platform, template="directory_unavailable", context={})
+                    return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))])
                 for attempt in range(3):
                     try:
                         result = await self._handle_once(incoming, person)
@@ -408,7 +424,7 @@ class Pipeline:
         request = ActionRequest(name=effect.name, person=turn.person, args=args,
                                 conversation_key=turn.incoming.conversation_key)
         try:
-            outcome = await self.actions.run(request, _TurnActionContext(turn))
+            outcome = await self.actions.run(request, turn_action_context(turn))
         except Exception as exc:  # an action must never take the conversation down
             log.exception("action %s failed", effect.name)
             turn.emit("action", name=effect.name, ok=False, code="error", error=type(exc).__name__)

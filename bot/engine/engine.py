@@ -574,6 +574,9 @@ class Engine:
         slots["last_action"] = {"name": step.action, "ok": outcome.ok, "code": outcome.code}
         if outcome.code != "needs_input":
             slots = {k: v for k, v in slots.items() if not k.startswith(INPUT_PREFIX)}
+        elif outcome.input_slot:
+            # Asked again (a wrong verification code): the last answer is not kept.
+            slots.pop(INPUT_PREFIX + outcome.input_slot, None)
         state = replace(state, slots=slots, tried_actions=(*state.tried_actions, f"{step.action}:{outcome.code}"))
         effects: list[Effect] = []
         if outcome.code == "needs_input" and outcome.input_slot:

@@ -1,44 +1,37 @@
-"""Directory wiring. (Foundation version: the demo directory's people and roles; the Graph
-backend and self-service actions arrive with the Graph issue.)"""
+"""What the composition root calls. No network I/O at construction: the demo backend reads its
+YAML file; the Graph backend creates its MSAL client and `httpx.AsyncClient` on first use."""
 
 from __future__ import annotations
 
-from typing import Any
+import httpx
 
-import yaml
-
-from bot.core.models import Person, PlatformUser, Role
-from bot.core.ports import ActionRunner, PersonResolver
+from bot.graph.actions import SelfServiceRunner
+from bot.graph.demo import DemoDirectory
+from bot.graph.directory import Directory
+from bot.graph.graph_client import GraphClient, MsalTokenProvider
+from bot.graph.graph_directory import REQUIRED, GraphDirectory
+from bot.graph.resolver import DirectoryPersonResolver
 from bot.settings import Settings
 
 
-class _DemoPeople:
-    def __init__(self, settings: Settings) -> None:
-        data = yaml.safe_load(settings.demo_directory_file.read_text(encoding="utf-8")) or {}
-        self.users: dict[str, dict[str, Any]] = {u["email"].lower(): u for u in data.get("users", [])}
-        self.roles = settings.roles
-
-    async def resolve(self, user: PlatformUser) -> Person | None:
-        entry = self.users.get((user.email or "").lower())
-        if entry is None:
-            return None
-        roles = {Role.EMPLOYEE}
-        if entry["email"] in self.roles.technicians:
-            roles.add(Role.TECHNICIAN)
-        if entry["email"] in self.roles.admins:
-            roles |= {Role.ADMIN, Role.TECHNICIAN}
-        return Person(directory_id=entry["id"], email=entry["email"], display_name=entry["display_name"],
-                      roles=frozenset(roles), department=entry.get("department"),
-                      enabled=bool(entry.get("enabled", True)))
+def build_directory(
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    msal_http_client: httpx.Client | None = None,
+) -> Directory:
+    """The configured backend. `transport` / `msal_http_client` are for tests (stand-ins)."""
+    if settings.directory.backend == "demo":
+        return DemoDirectory.from_file(settings.demo_directory_file)
+    tokens = MsalTokenProvider(settings.graph, http_client=msal_http_client)
+    client = GraphClient(settings.graph, tokens, transport=transport, required=REQUIRED)
+    return GraphDirectory(client, report_cache_seconds=settings.graph.report_cache_seconds)
 
 
-def build_directory(settings: Settings) -> _DemoPeople:
-    return _DemoPeople(settings)
+def build_resolver(settings: Settings, directory: Directory) -> DirectoryPersonResolver:
+    return DirectoryPersonResolver(directory, settings.roles, cache_seconds=settings.directory.cache_seconds)
 
 
-def build_resolver(settings: Settings, directory: _DemoPeople) -> PersonResolver:
-    return directory
-
-
-def build_action_runner(settings: Settings, directory: _DemoPeople) -> ActionRunner | None:
-    return None
+def build_action_runner(settings: Settings, directory: Directory) -> SelfServiceRunner:
+    """Raises `PolicyError` for unsafe settings (verification `none` with Graph)."""
+    return SelfServiceRunner(settings, directory)

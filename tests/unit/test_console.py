@@ -150,8 +150,10 @@ def test_slack_rendering_escapes_user_text() -> None:
 
     renderer = Renderer()
     said = "<!channel> <@U123> <https://evil|click here> & more"
-    text = renderer.text(Platform.SLACK, source="You said: {{ said }} about {{ t|bold }}", context={"said": said, "t": "<x>"})
-    assert text == "You said: &lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|click here&gt; &amp; more about *&lt;x&gt;*"
+    text = renderer.text(Platform.SLACK, source="You said: {{ said }} about {{ t|bold }}",
+                         context={"said": said, "t": "<x>"})
+    assert text == ("You said: &lt;!channel&gt; &lt;@U123&gt; &lt;https://evil|click here&gt; &amp; more "
+                    "about *&lt;x&gt;*")
     teams = renderer.text(Platform.TEAMS, source="{{ said }}", context={"said": "[click](https://evil) *x*"})
     assert "[" not in teams.replace("\\[", "") and "\\*x\\*" in teams
 
