@@ -76,6 +76,16 @@ class Delivery:
     group_key: str | None
 
 
+@dataclass(slots=True)
+class _Outcome:
+    delivery: Delivery
+    status: str
+    error: str | None
+    retry_at: datetime | None
+    ref: str | None
+    refund: bool
+
+
 class Sender(Protocol):
     async def send(self, delivery: Delivery) -> str | None:
         """Deliver; return the platform's message id (for later edits), or raise RetryLater/Undeliverable."""
@@ -281,6 +291,7 @@ class OutboxWorker:
         self._inflight_lanes: set[str] = set()
         # The last claim left due rows behind because of pacing: look again soon, not at the next poll.
         self._held_back = False
+        self._done: list[_Outcome] = []
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -311,8 +322,9 @@ class OutboxWorker:
         # Look past rows that cannot go yet, but not so far that a claim reads the whole queue.
         window = limit if pacer is None and not excluded else limit * 4
         async with self.sessions() as session, session.begin():
+            # Light columns first: most of the window may be left behind, so its payloads are not read.
             query = (
-                select(OutboxRow)
+                select(OutboxRow.id, OutboxRow.platform, OutboxRow.lane, OutboxRow.status)
                 .where(OutboxRow.platform.in_(platforms))
                 .where(or_(
                     (OutboxRow.status == "pending") & (OutboxRow.next_attempt_at <= now),
@@ -325,11 +337,10 @@ class OutboxWorker:
             )
             if excluded:
                 query = query.where(OutboxRow.lane.not_in(sorted(excluded)[:900]))
-            rows = list((await session.execute(query)).scalars())
-            claimed: list[Delivery] = []
+            chosen: dict[int, bool] = {}  # id -> interrupted
             lanes_taken: set[str] = set()
-            for row in rows:
-                if len(claimed) >= limit:
+            for row in (await session.execute(query)).all():
+                if len(chosen) >= limit:
                     break
                 if row.lane in excluded or row.lane in lanes_taken:
                     self._held_back = True
@@ -343,15 +354,20 @@ class OutboxWorker:
                 # One row per lane per claim: a lane's messages go out in order.
                 lanes_taken.add(row.lane)
                 # A row still `sending` was interrupted mid-delivery: remember to check before resending.
-                interrupted = row.status == "sending"
-                row.status = "sending"
-                row.attempts += 1
-                row.locked_by = self.worker_id
-                row.locked_until = now + self.lease
-                claimed.append(Delivery(row.id, row.idempotency_key, row.platform, row.address,
-                                        {**row.payload, "_interrupted": interrupted}, row.attempts,
-                                        row.lane, row.group_key))
-            return claimed
+                chosen[row.id] = row.status == "sending"
+            if not chosen:
+                return []
+            await session.execute(
+                update(OutboxRow).where(OutboxRow.id.in_(list(chosen)))
+                .values(status="sending", attempts=OutboxRow.attempts + 1, locked_by=self.worker_id,
+                        locked_until=now + self.lease).execution_options(synchronize_session=False))
+            rows = (await session.execute(
+                select(OutboxRow.id, OutboxRow.idempotency_key, OutboxRow.platform, OutboxRow.address,
+                       OutboxRow.payload, OutboxRow.attempts, OutboxRow.lane, OutboxRow.group_key)
+                .where(OutboxRow.id.in_(list(chosen))).order_by(OutboxRow.next_attempt_at, OutboxRow.id))).all()
+            return [Delivery(r.id, r.idempotency_key, r.platform, r.address,
+                             {**r.payload, "_interrupted": chosen[r.id]}, r.attempts, r.lane, r.group_key)
+                    for r in rows]
 
     async def _resolve_ref(self, delivery: Delivery) -> tuple[Delivery | None, str | None]:
         """Swap an `outbox:` update_ref for the original's message id.
@@ -374,6 +390,10 @@ class OutboxWorker:
 
     async def deliver(self, delivery: Delivery) -> str:
         """Deliver one claimed row and record the result. Returns the new status."""
+        return (await self._record([await self._attempt(delivery)]))[0]
+
+    async def _attempt(self, delivery: Delivery) -> _Outcome:
+        """The platform call for one claimed row (nothing written yet)."""
         sender = self.senders[delivery.platform]
         ref: str | None = None
         status, error, retry_at = "sent", None, None
@@ -414,31 +434,51 @@ class OutboxWorker:
                 retry_at = self.clock() + timedelta(seconds=min(300.0, 2 ** delivery.attempts))
             if status == "sent" and self.pacer is not None:
                 self.pacer.succeeded(delivery.platform, self._t())
+        return _Outcome(delivery, status, error, retry_at, ref, refund)
+
+    async def _record(self, outcomes: Sequence[_Outcome]) -> list[str]:
+        """Write the results of several attempts in one transaction (SQLite has one writer at a
+        time: one commit per batch, not per message). A crash before this commit is covered by
+        `find_delivered` on the next attempt."""
+        if not outcomes:
+            return []
+        now = self.clock()
+        statuses: list[str] = []
         async with self.sessions() as session, session.begin():
-            row = await session.get(OutboxRow, delivery.id, with_for_update=True)
-            if row is None:
-                return "cancelled"
-            if row.status == "cancelled":
-                # Cancelled while on its way: keep the message id, so it can still be deleted.
-                if ref is not None:
-                    row.message_ref = ref
-                    row.sent_at = self.clock()
-                return "cancelled"
-            row.status = status
-            row.last_error = error
-            row.locked_until = None
-            row.locked_by = None
-            if refund:
-                row.attempts = max(0, row.attempts - 1)
-            if ref is not None:
-                row.message_ref = ref
-            if status == "sent":
-                row.sent_at = self.clock()
-            if retry_at is not None:
-                row.next_attempt_at = retry_at
-        if status == "failed":
-            log.warning("outbox message %s undeliverable: %s", delivery.id, error)
-        return status
+            ids = [o.delivery.id for o in outcomes]
+            current = dict((await session.execute(
+                select(OutboxRow.id, OutboxRow.status).where(OutboxRow.id.in_(ids)).with_for_update())).all())
+            changes: list[dict[str, Any]] = []
+            for outcome in outcomes:
+                delivery = outcome.delivery
+                status = current.get(delivery.id)
+                if status is None or status == "cancelled":
+                    # Cancelled while on its way: keep the message id, so it can still be deleted.
+                    if status is not None and outcome.ref is not None:
+                        changes.append({"id": delivery.id, "message_ref": outcome.ref, "sent_at": now})
+                    statuses.append("cancelled")
+                    continue
+                change: dict[str, Any] = {"id": delivery.id, "status": outcome.status, "last_error": outcome.error,
+                                          "locked_until": None, "locked_by": None}
+                if outcome.refund:
+                    change["attempts"] = max(0, delivery.attempts - 1)
+                if outcome.ref is not None:
+                    change["message_ref"] = outcome.ref
+                if outcome.status == "sent":
+                    change["sent_at"] = now
+                if outcome.retry_at is not None:
+                    change["next_attempt_at"] = outcome.retry_at
+                changes.append(change)
+                statuses.append(outcome.status)
+                if outcome.status == "failed":
+                    log.warning("outbox message %s undeliverable: %s", delivery.id, outcome.error)
+            # Rows with the same set of columns go in one executemany.
+            by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for change in changes:
+                by_shape.setdefault(tuple(sorted(change)), []).append(change)
+            for group in by_shape.values():
+                await session.execute(update(OutboxRow), group)
+        return statuses
 
     async def _deliver_lane(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
@@ -494,21 +534,36 @@ class OutboxWorker:
 
     async def _run_one(self, delivery: Delivery) -> None:
         try:
-            await self.deliver(delivery)
-        except Exception:
-            log.exception("outbox delivery %s failed to record", delivery.id)
-        finally:
+            outcome = await self._attempt(delivery)
+        except Exception:  # _attempt catches sender errors; this is a bug in the worker itself
+            log.exception("outbox delivery %s failed", delivery.id)
             self._inflight_lanes.discard(delivery.lane)
+        else:
+            self._done.append(outcome)
+        finally:
             self._wake.set()
+
+    async def _flush(self) -> None:
+        done, self._done = self._done, []
+        if not done:
+            return
+        try:
+            await self._record(done)
+        except Exception:
+            log.exception("outbox results could not be recorded; the leases will expire and be checked")
+        finally:
+            for outcome in done:
+                self._inflight_lanes.discard(outcome.delivery.lane)
 
     async def run_forever(self) -> None:
         """Keep up to `concurrency` deliveries in flight (one per lane), claiming as slots and
-        tokens free up."""
+        tokens free up, and recording results in batches."""
         with contextlib.suppress(Exception):
             await self.recover_orphans()
         inflight: set[asyncio.Task[None]] = set()
         try:
             while not self._stopping:
+                await self._flush()
                 free = self.concurrency - len(inflight)
                 claimed: list[Delivery] = []
                 if free > 0:
@@ -521,13 +576,15 @@ class OutboxWorker:
                     task = asyncio.create_task(self._run_one(delivery))
                     inflight.add(task)
                     task.add_done_callback(inflight.discard)
-                if claimed and len(inflight) < self.concurrency:
+                if claimed and len(inflight) < self.concurrency and not self._held_back:
                     await asyncio.sleep(0)  # claim more at once; tokens may still allow it
                     continue
                 timeout = self.poll_seconds
                 if free > 0 and (self._held_back or len(claimed) >= self.batch):
                     wait = self.pacer.wait(self._t()) if self.pacer is not None else 0.0
                     timeout = min(timeout, wait if wait > 0 else 0.02)
+                if self._done:
+                    continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)
@@ -535,6 +592,7 @@ class OutboxWorker:
             for task in list(inflight):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self._flush()
 
     def stop(self) -> None:
         self._stopping = True
