@@ -20,7 +20,7 @@ from bot.core.ports import ActionRunner, KnowledgeBase, PersonResolver
 from bot.engine.engine import Engine
 from bot.engine.loader import FlowSet, Known, load_flows
 from bot.engine.triage import Triage
-from bot.outbox.worker import OutboxWorker, Sender
+from bot.outbox.worker import OutboxWorker, Sender, pacing_from_settings
 from bot.render.renderer import Renderer
 from bot.settings import Settings
 from bot.store.db import create_engine, session_factory
@@ -72,7 +72,8 @@ class App:
         cfg = self.settings.outbox
         self.worker = OutboxWorker(self.sessions, senders, max_attempts=cfg.max_attempts,
                                    lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds,
-                                   clock=self.clock)
+                                   clock=self.clock, pacing=pacing_from_settings(cfg),
+                                   concurrency=cfg.concurrency)
         self.pipeline.on_commit = self.worker.wake
         self._tasks.append(asyncio.create_task(self.worker.run_forever(), name="outbox-worker"))
         return self.worker
@@ -184,6 +185,9 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app.on_close(kb.close)
     _wire_tickets(app)
     _wire_self_service(app, actions)
+    from bot.outages import install as install_outages
+
+    install_outages(app)  # its turn handler runs before the flow engine
     return app
 
 

@@ -14,7 +14,6 @@ import typer
 
 from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
-from bot.tickets.cli import report, tickets_app
 
 T = TypeVar("T")
 
@@ -24,19 +23,22 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 config_app = typer.Typer(help="Settings.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
-app.add_typer(tickets_app, name="tickets")
-app.command("report")(report)
 
 
 def _mount_subcommands() -> None:
     from bot.channels.teams.cli import app as teams_app
     from bot.engine.cli import eval_app, flows_app, triage_app
     from bot.kb.cli import app as kb_app
+    from bot.outages.cli import outage_app
+    from bot.tickets.cli import report, tickets_app
 
     app.add_typer(flows_app, name="flows", help="Conversation flows: validate them.")
     app.add_typer(triage_app, name="triage", help="Which flow a message goes to.")
     app.add_typer(eval_app, name="eval", help="Evaluate triage on labelled messages.")
     app.add_typer(kb_app, name="kb", help="Knowledge base: search, lint, gaps, stats.")
+    app.add_typer(tickets_app, name="tickets", help="Technician queue: open, list, show, claim, assign, resolve.")
+    app.command("report", help="Help desk figures (docs/metrics.md).")(report)
+    app.add_typer(outage_app, name="outage", help="Outage notices: post, update, resolve, recall, list, status.")
     app.add_typer(teams_app, name="teams", help="Microsoft Teams app package.")
 
 
@@ -189,7 +191,7 @@ def serve(host: Annotated[str | None, typer.Option("--host", help="Listen addres
 def worker() -> None:
     """Run an outbox worker process (for scale-out; the embedded default delivers in-process)."""
     from bot.channels.registry import build_senders
-    from bot.outbox.worker import OutboxWorker
+    from bot.outbox.worker import OutboxWorker, pacing_from_settings
     from bot.store.db import create_engine, session_factory
 
     settings = settings_or_exit()
@@ -201,7 +203,8 @@ def worker() -> None:
             fail("helpdesk worker: no channel is enabled (slack.enabled / teams.enabled)")
         cfg = settings.outbox
         w = OutboxWorker(session_factory(engine), senders, max_attempts=cfg.max_attempts,
-                         lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds)
+                         lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds,
+                         pacing=pacing_from_settings(cfg), concurrency=cfg.concurrency)
         try:
             await w.run_forever()
         finally:

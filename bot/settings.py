@@ -189,6 +189,35 @@ class OutboxSettings(Section):
     poll_seconds: float = Field(default=0.5, gt=0)
     max_attempts: int = Field(default=8, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0)
+    # Pacing (per worker process): messages a second per lane (one channel or one person's DM) and
+    # per platform overall. A platform not listed, or a rate of 0, is not paced.
+    lane_rate_per_second: dict[str, float] = Field(default_factory=lambda: {"slack": 1.0, "teams": 1.0})
+    lane_burst: float = Field(default=3.0, ge=1)
+    global_rate_per_second: dict[str, float] = Field(default_factory=lambda: {"slack": 20.0, "teams": 40.0})
+    global_burst: float = Field(default=10.0, ge=1)
+    concurrency: int = Field(default=16, ge=1)
+
+
+class OutageSettings(Section):
+    # How closely a message must name an active incident's service, alias or keyword (0-100).
+    match_threshold: float = Field(default=90.0, ge=0, le=100)
+    # Spike detection: this many similar new conversations or tickets within the window alert
+    # the technicians ("Declare an outage?"), at most once per window and label.
+    spike_window_minutes: int = Field(default=15, ge=1)
+    spike_count: int = Field(default=5, ge=2)
+    spike_ignore: list[str] = Field(default_factory=lambda: [
+        "smalltalk", "out_of_scope", "human", "ticket_status", "outage_check"])
+    maintenance_reminder_minutes: int = Field(default=60, ge=0)
+    # Announcement channels per platform (channel ids), used when a notice names none.
+    announcement_channels: dict[str, list[str]] = Field(default_factory=dict)
+    # Default audience of a notice: channels | everyone | none (direct messages to everyone in the directory).
+    default_audience: Literal["channels", "everyone", "none"] = "channels"
+    # Platform for direct messages: auto = slack if enabled, else teams, else console.
+    dm_platform: Literal["auto", "slack", "teams", "console"] = "auto"
+    # Where spike alerts go: the technicians' queue channel per platform; else technicians by DM.
+    alert_channels: dict[str, str] = Field(default_factory=dict)
+    # Refresh the admin's live delivery report at most this often.
+    report_every_seconds: int = Field(default=15, ge=1)
 
 
 class ServerSettings(Section):
@@ -283,6 +312,7 @@ class Settings(BaseSettings):
     roles: RoleSettings = Field(default_factory=RoleSettings)
     actions: ActionPolicySettings = Field(default_factory=ActionPolicySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    outages: OutageSettings = Field(default_factory=OutageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
 

@@ -13,7 +13,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -310,7 +310,15 @@ class Pipeline:
             turn.say("error", buttons=[Button("Talk to a person", V_HUMAN)])
 
     async def _route(self, turn: Turn, text: str) -> None:
+        await self.route(turn, text)
+
+    async def route(self, turn: Turn, text: str, *, skip: Collection[str] = ()) -> None:
+        """Triage `text` and act on it as an opening message. A handler that held a message back (an
+        outage status shown first) hands it on with this; `skip` leaves out labels already answered."""
         guess = self.triage.classify(text)
+        if skip:
+            rest = [a for a in ((guess.intent, guess.confidence), *guess.alternatives) if a[0] not in skip]
+            guess = TriageGuess(rest[0][0], rest[0][1], tuple(rest[1:])) if rest else TriageGuess(guess.intent, 0.0)
         turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
         await self._apply(turn, self.engine.route(
             turn.state, text, guess, turn.now,

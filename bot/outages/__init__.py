@@ -1,1 +1,57 @@
+"""Outage notices: incidents and maintenance, live copies, reactions, linked tickets, spike alerts."""
 
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.outages.audience import AudienceSource, StaticAudience, demo_audience
+from bot.outages.service import OutageService
+
+log = logging.getLogger("bot.outages")
+
+
+def dm_platform(settings: Any) -> str:
+    chosen = str(settings.outages.dm_platform)
+    if chosen != "auto":
+        return chosen
+    if settings.slack.enabled:
+        return "slack"
+    if settings.teams.enabled:
+        return "teams"
+    return "console"
+
+
+def audience_source(settings: Any, directory: Any) -> AudienceSource:
+    """The demo directory file, or a directory object that can list people and group members."""
+    if all(hasattr(directory, name) for name in ("everyone", "group_members", "channel_members")):
+        source: AudienceSource = directory
+        return source
+    if settings.directory.backend == "demo" and settings.demo_directory_file.exists():
+        return demo_audience(settings.demo_directory_file)
+    log.warning("the %s directory cannot list people; outage notices reach announcement channels only",
+                settings.directory.backend)
+    return StaticAudience([])
+
+
+def install(app: Any) -> OutageService:
+    """Wire outages into a built app: the service, the turn handler (before the flow engine) and the
+    periodic job. Called by `build_app`."""
+    from bot.outages.handler import OutageHandler
+
+    settings = app.settings
+    service = OutageService(
+        sessions=app.sessions, renderer=app.renderer, settings=settings.outages,
+        audience=audience_source(settings, app.directory), dm_platform=dm_platform(settings),
+        timezone=settings.app.timezone, technicians=settings.roles.technicians, admins=settings.roles.admins)
+    app.services["outages"] = service
+    app.pipeline.add_handler(OutageHandler(service, app.pipeline, timezone=settings.app.timezone))
+
+    async def outage_tick() -> None:
+        await service.tick(app.clock())
+
+    app.add_tick(outage_tick)
+    return service
+
+
+__all__ = ["OutageService", "dm_platform", "install"]

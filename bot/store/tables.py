@@ -174,7 +174,9 @@ class TeamsActivityRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-# ===== tickets (bot/tickets; migration 0002_tickets) ==============================================
+# ===== tickets (bot/tickets; migration 0002_tickets) =======================================
+
+
 
 
 class TicketCounterRow(Base):
@@ -253,3 +255,102 @@ class TicketNoteRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+# ===== outages (bot/outages) ====================================================================
+# Incidents and maintenance notices, who they went to, who reacted, and the tickets linked to them.
+# Delivery itself is the outbox's job: every copy is an outbox row, and a recipient row points at
+# it by idempotency key, so the copy's platform message id is the outbox row's `message_ref`.
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_status", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), default="incident")  # incident | maintenance
+    # scheduled (maintenance not started) | active | resolved | recalled
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    service: Mapped[str] = mapped_column(String(200))
+    aliases: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    keywords: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Triage label the service belongs to (email, vpn...): links tickets and spikes to it.
+    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    severity: Mapped[str] = mapped_column(String(16), default="major")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    impact: Mapped[str] = mapped_column(Text, default="")
+    workaround: Mapped[str] = mapped_column(Text, default="")
+    expected_fix: Mapped[str] = mapped_column(String(200), default="")
+    next_update_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # {"channels": {"slack": ["C1"]}, "dm": "everyone" | "groups" | "channel" | None,
+    #  "groups": [...], "member_channel": {"platform":..., "channel":...}}
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reminder_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Bumped by every change of the notice's content; update rows carry it in their key.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The admin's live delivery report message (an outbox key) and what it last showed.
+    report_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    report_shown: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IncidentRecipientRow(Base):
+    """One copy of a notice: an announcement channel or one person's direct message."""
+
+    __tablename__ = "incident_recipients"
+    __table_args__ = (UniqueConstraint("incident_id", "recipient_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    # "channel:<platform>:<conversation id>" or "dm:<platform>:<email>"
+    recipient_key: Mapped[str] = mapped_column(String(400))
+    kind: Mapped[str] = mapped_column(String(16))  # channel | dm
+    platform: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    address: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Idempotency key of the outbox row that posts this copy; its message_ref is the copy's id.
+    post_key: Mapped[str] = mapped_column(String(512))
+    # The latest edit enqueued for this copy (superseded edits still pending are cancelled).
+    last_update_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # Copied from the outbox row by the periodic sync: pending | sent | failed | cancelled | recalled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    message_ref: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IncidentPersonRow(Base):
+    """A person's reaction to a notice: affected (and wants the resolution DM), acknowledged."""
+
+    __tablename__ = "incident_people"
+    __table_args__ = (UniqueConstraint("incident_id", "email"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    platform: Mapped[str] = mapped_column(String(16))
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    affected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    subscribed: Mapped[bool] = mapped_column(default=False)
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class IncidentTicketRow(Base):
+    """A ticket opened about the incident's service while it was active."""
+
+    __tablename__ = "incident_tickets"
+    __table_args__ = (UniqueConstraint("incident_id", "ticket_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
+    ticket_id: Mapped[str] = mapped_column(String(64))
+    requester: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    linked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    feedback: Mapped[str | None] = mapped_column(String(16), nullable=True)  # fixed | not_fixed

@@ -115,7 +115,9 @@ async def run_transcript(doc: Mapping[str, Any], settings: Settings, *, as_email
 
         from bot.outbox.worker import OutboxWorker
 
-        worker = OutboxWorker(app.sessions, {"console": ConsoleSender(deliver)}, clock=clock, max_attempts=3)
+        # One delivery at a time: the event stream of a transcript is deterministic.
+        worker = OutboxWorker(app.sessions, {"console": ConsoleSender(deliver)}, clock=clock, max_attempts=3,
+                              concurrency=1)
         app.services["simulation_clock"] = clock
         # Periodic jobs' events (SLA reminders, claim release...) join the stream where they happen.
         for service in list(app.services.values()):
