@@ -29,6 +29,7 @@ from tests.channels.slack_harness import (
     message_action,
     message_im,
     slash_command,
+    view_submission,
 )
 
 harness = slack_harness.harness  # fixtures
@@ -238,6 +239,34 @@ async def test_an_employee_pressing_claim_is_refused_privately(harness: Harness)
     assert await events(harness, "ticket_claimed") == []
 
 
+async def test_card_resolve_button_opens_a_modal_from_its_private_prompt(harness: Harness) -> None:
+    standin = harness.standin
+    card = await escalate(harness, "the screen stays black")
+    card_ts = standin.messages[QUEUE][0]["ts"]
+    await harness.interactive(block_actions(harness.buttons(card)["Resolve"], user=TOM, channel=QUEUE,
+                                            message_ts=card_ts))
+    await harness.settle()
+    prompt = standin.calls_to("chat.postEphemeral")[-1].params
+    assert prompt["channel"] == QUEUE and prompt["user"] == TOM and prompt.get("thread_ts") in (None, card_ts)
+    # A click on an ephemeral message: Slack sends no `message`, and its ts is no thread anyone can see.
+    click_payload = block_actions(harness.buttons(prompt)["Fill in the form"], user=TOM, channel=QUEUE,
+                                  message_ts="1700000000.000999")
+    click_payload["container"]["is_ephemeral"] = True
+    del click_payload["message"]
+    await harness.interactive(click_payload)
+    await harness.settle()
+    view = standin.calls_to("views.open")[-1].params["view"]
+    assert view["callback_id"] == "ticket_resolve:HD-1001"
+    assert "1700000000.000999" not in view["private_metadata"]
+    note = {"note": {"note": {"type": "plain_text_input", "value": "replaced the cable"}}}
+    await harness.interactive(view_submission(view["callback_id"], note, view["private_metadata"], user=TOM))
+    await harness.settle()
+    assert "Did this fix it?" in harness.last_post(ALICE_DM)["text"]
+    ack = standin.calls_to("chat.postEphemeral")[-1].params
+    assert ack["user"] == TOM and "resolved" in ack["text"] and ack.get("thread_ts") != "1700000000.000999"
+    assert "Resolved" in [c.params for c in standin.calls_to("chat.update")][-1]["text"]
+
+
 # ----- d) mention injection ---------------------------------------------------------------------
 
 ATTACK = "my laptop is broken <!channel> <!here> <@U123> <https://evil|click here> & <!subteam^S1>"
@@ -346,7 +375,7 @@ async def test_outage_notice_posted_updated_resolved_and_recalled(harness: Harne
     # An employee cannot post one (the ticket handler does not swallow `outage`, the outage handler refuses).
     await harness.command(slash_command('outage post --service VPN --summary "down"', user=ALICE))
     await harness.settle()
-    assert "HD-" not in harness.last_post(ALICE_DM)["text"]
+    assert "Only help desk admins can post outage notices." in harness.last_post(ALICE_DM)["text"]
     assert standin.calls_to("chat.postMessage") and not harness.posts(ANNOUNCE)
     await harness.command(slash_command(
         'outage post --service Outlook --summary "Mail is delayed by 30 minutes" --channels '
