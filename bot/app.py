@@ -144,6 +144,9 @@ def _wire_tickets(app: App) -> None:
     app.pipeline.tickets = handler
     app.pipeline.add_handler(handler)
     app.services["tickets"] = service
+    from bot.tickets.home import home_section
+
+    app.services.setdefault("home_sections", []).append(home_section(service))  # Slack Home: open tickets
     app.add_tick(service.tick)  # SLA reminders and breaches, claim release, auto-close
 
 

@@ -51,7 +51,21 @@ def install(app: Any) -> OutageService:
         await service.tick(app.clock())
 
     app.add_tick(outage_tick)
+    app.services.setdefault("home_sections", []).append(home_section(service))  # Slack Home: active outages
     return service
+
+
+def home_section(service: OutageService) -> Any:
+    """The "active outages" section of the Slack Home tab (docs/slack.md): the live notice of each
+    incident and maintenance, with its buttons (a Home button runs in the person's DM)."""
+    from bot.core.models import Person, Platform, Reply
+
+    async def active_outages(person: Person, platform: Platform) -> list[Reply]:
+        async with service.sessions() as session:
+            current = await service.current(session)
+        return [service.notice(incident, platform.value) for incident in current[:5]]
+
+    return active_outages
 
 
 __all__ = ["OutageService", "dm_platform", "install"]

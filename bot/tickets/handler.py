@@ -55,7 +55,10 @@ from bot.tickets.service import (
 log = logging.getLogger("bot.tickets")
 
 VERBS = frozenset({"help", "", "queue", "mine", "status", "tickets", "list", "show", "claim", "assign", "resolve",
-                   "reopen", "note", "reply", "open"})
+                   "reopen", "note", "reply", "open", "open-from-message", "my"})
+# Slack's message shortcut "Open a help desk ticket from this message" (docs/slack.md): the command is
+# `open-from-message <permalink>` and `Incoming.text` is the message's text.
+FROM_MESSAGE = "open-from-message"
 
 
 class UsageError(Exception):
@@ -219,13 +222,20 @@ class TicketHandler:
     async def _run_command(self, turn: Turn, verb: str, args: list[str]) -> None:
         svc, uow, person = self.service, turn.uow, turn.person
         if verb in ("help", ""):
+            # `/helpdesk`, `/helpdesk help` and Home's "Get help": what the bot does, then the commands.
+            self._say(turn, "help", {})
             self._say(turn, "ticket_help", {"technician": person.is_technician})
             return
+        if verb == "my":  # Home's "My tickets" quick action (`cmd:my tickets`), or typed
+            verb = "status"
         if verb in ("queue", "mine", "status", "tickets", "list"):
             scope = {"queue": "queue", "mine": "mine", "list": "open"}.get(verb, "requested")
             if not person.is_technician:
                 scope = "requested"
             await self._show_list(turn, await svc.list_tickets(uow, person, scope), scope)
+            return
+        if verb == FROM_MESSAGE:
+            await self._open_from_message(turn, args[0] if args else "")
             return
         if verb == "open":
             values = parse_open_args(args)
@@ -267,6 +277,21 @@ class TicketHandler:
                 await self._requester_reply(turn, ref, rest)
             else:
                 self._ack(turn, await svc.reply_to_requester(uow, person, ref, rest))
+
+    async def _open_from_message(self, turn: Turn, link: str) -> None:
+        """A ticket for the person who used the shortcut, with the message's text and a link to it."""
+        message = (turn.incoming.text or "").strip()
+        if not message:
+            raise UsageError("That message has no text to open a ticket from.")
+        first_line = message.splitlines()[0]
+        summary = first_line if len(first_line) <= 150 else first_line[:149] + "…"
+        details = {"message": message[:2000], **({"link": link} if link else {})}
+        row = await self.service.open(turn.uow, turn.person, category="human", summary=summary,
+                                      channel=turn.platform.value, details=details,
+                                      conversation_key=turn.incoming.conversation_key)
+        self._say(turn, "ticket_opened", {"existing": False, "ticket_id": row.ref, "priority": row.priority,
+                                          "first_response": self.service.first_response_text(row.priority,
+                                                                                             turn.now)})
 
     async def _show_list(self, turn: Turn, tickets: list[TicketView], scope: str) -> None:
         titles = {"queue": "Open tickets nobody has claimed:", "mine": "Tickets you hold:",

@@ -1,6 +1,7 @@
-"""Test harness for the Slack channel: the whole app on a temporary SQLite database, small test
-flows, fakes for the knowledge base, self-service actions and the ticket desk, the Slack Web API
-stand-in on loopback, and helpers that sign requests exactly as Slack does.
+"""Test harness for the Slack channel: the whole app on the REAL stack (the repository's flows,
+the knowledge base over kb_articles/, the demo directory with the real self-service runner, the
+real ticket desk and outages) on a temporary SQLite database, the Slack Web API stand-in on
+loopback, and helpers that sign requests exactly as Slack does.
 
 Payload builders reproduce the captured shapes in shared/reference/payloads/slack_*.json (field
 names, nesting, form encoding), with ids and text as parameters.
@@ -13,221 +14,32 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from bot.channels.serve import build_asgi
 from bot.channels.slack.mount import SlackMount
-from bot.core.models import Address, Button, Outbound, Platform, Reply
-from bot.core.pipeline import Turn
-from bot.core.ports import ActionOutcome, ActionRequest, KbHit, KbResult
-from bot.engine.engine import OpenTicket, TicketAnswer
 from bot.outbox.worker import OutboxWorker
 from bot.settings import Settings, load_settings
 from bot.store.migrate import upgrade
-from bot.store.tables import OutboxRow
-from tests.standins.slack_api import SlackStandIn
+from tests.standins.slack_api import DEFAULT_USERS, SlackStandIn
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-signing-secret-0123456789abcdef"
 TOKEN = "xoxb-test"
 TEAM = "T0TEAM0001"
 QUEUE = "C0QUEUE001"
 ALICE = "U0USER0001"  # alice@example.com, an employee
 TOM = "U0TECH0001"  # tom.tech@example.com, a technician
+TINA = "U0TECH0002"  # tina.tech@example.com, a technician
 BOB = "U0USER0002"  # bob@example.com, an employee
-
-FLOWS = {
-    "password_reset.yaml": """
-id: password_reset
-title: Password reset
-category: password_reset
-triggers:
-  examples: ["I forgot my password", "reset my password", "my password expired"]
-  keywords: [password]
-steps:
-  - id: reset
-    kind: action
-    action: reset_password
-    confirm: "Shall I reset your password now?"
-  - id: done
-    kind: end
-    text: "You're all set."
-""",
-    "vpn.yaml": """
-id: vpn
-title: VPN problem
-category: vpn
-triggers:
-  examples: ["vpn won't connect", "vpn error", "cannot connect to the vpn"]
-  keywords: [vpn]
-steps:
-  - id: articles
-    kind: kb
-  - id: device
-    kind: ask
-    slot: device
-    input: choice
-    text: "Which device are you using?"
-    choices:
-      - {label: Laptop, value: laptop}
-      - {label: Phone, value: phone}
-  - id: details
-    kind: ask
-    input: form
-    title: VPN details
-    text: "Please tell me a bit more."
-    fields:
-      - {name: error_code, label: Error code, pattern: "[0-9]{3}"}
-      - name: since
-        label: Since when
-        kind: choice
-        options: [{label: Today, value: today}, {label: Longer, value: longer}]
-  - id: confirm_echo
-    kind: say
-    text: "Thanks. Error {{ error_code }} on your {{ device }} since {{ since }}."
-  - id: ticket
-    kind: escalate
-    summary: "VPN: {{ first_message }}"
-""",
-    "human.yaml": """
-id: human
-title: Talk to a person
-category: human
-triggers:
-  examples: ["talk to a person", "i need a technician", "open a ticket"]
-steps:
-  - id: ticket
-    kind: escalate
-    summary: "{{ first_message }}"
-""",
-    "fallback.yaml": """
-id: fallback
-title: Something else
-category: human
-steps:
-  - id: ticket
-    kind: escalate
-    summary: "{{ first_message }}"
-""",
-}
-
-
-# ----- fakes ------------------------------------------------------------------------------------
-
-
-class FakeKb:
-    def search(self, query: str, limit: int = 3, category: str | None = None) -> KbResult:
-        if "vpn" in query.lower():
-            hit = KbHit("kb-vpn-809", "Fix VPN error 809", "Restart the VPN client & try again", 0.93)
-            return KbResult(query=query, hits=(hit,), confidence="high")
-        return KbResult(query=query, hits=(), confidence="none")
-
-    def article_ids(self) -> frozenset[str]:
-        return frozenset({"kb-vpn-809"})
-
-    def render_article(self, article_id: str) -> Mapping[str, Any] | None:
-        return None
-
-
-class FakeActions:
-    PASSWORD = "Tmp-Pass-4711!"
-
-    def names(self) -> frozenset[str]:
-        return frozenset({"reset_password"})
-
-    async def run(self, request: ActionRequest, ctx: Any) -> ActionOutcome:
-        ctx.emit("action", name=request.name, ok=True)
-        return ActionOutcome(ok=True, code="done", message="Your password has been reset.", secret=self.PASSWORD)
-
-
-@dataclass
-class FakeTicket:
-    id: str
-    requester: str
-    employee_address: Address
-    summary: str
-    claimed_by: str | None = None
-
-
-@dataclass
-class FakeDesk:
-    """Enough of the tickets issue to show the Slack side: a queue card with a Claim button,
-    updated in place on claim, and a relay both ways through the card's thread."""
-
-    tickets: dict[str, FakeTicket] = field(default_factory=dict)
-
-    async def open_for_flow(self, turn: Turn, request: OpenTicket, summary: str) -> TicketAnswer:
-        return self._open(turn, summary, request.category)
-
-    def _open(self, turn: Turn, summary: str, category: str) -> TicketAnswer:
-        ticket_id = f"HD-{len(self.tickets) + 1}"
-        self.tickets[ticket_id] = FakeTicket(ticket_id, turn.person.email, turn.incoming.reply_to, summary)
-        text = turn.render(source="*New ticket {{ id }}* from {{ person.name }}\n{{ summary }}",
-                           context={"id": ticket_id, "summary": summary})
-        turn.send(Outbound(Address(Platform.SLACK, QUEUE), Reply(text=text, buttons=(
-            Button("Claim", f"ticket:claim:{ticket_id}", "primary"),))), idempotency_key=f"{ticket_id}:card")
-        turn.emit("ticket_created", id=ticket_id, category=category, priority="P3")
-        return TicketAnswer(ticket_id, "P3", "within 4 business hours")
-
-    async def card_ts(self, turn: Turn, ticket_id: str) -> str | None:
-        row = (await turn.uow.session.execute(
-            select(OutboxRow).where(OutboxRow.idempotency_key == f"{ticket_id}:card"))).scalar_one_or_none()
-        return row.message_ref if row is not None else None
-
-    async def handle(self, turn: Turn) -> bool:
-        incoming = turn.incoming
-        action = incoming.action
-        if incoming.command is not None:
-            if incoming.command == "help":
-                turn.say("help")
-                return True
-            if incoming.command.startswith("open-from-message "):
-                link = incoming.command.split(" ", 1)[1]
-                answer = self._open(turn, f"{incoming.text} ({link})", "human")
-                turn.reply(Reply(text=turn.render(source="Opened {{ id }} from that message.",
-                                                  context={"id": answer.ticket_id})))
-                return True
-            return False
-        if action is not None and action.value.startswith("ticket:claim:"):
-            ticket = self.tickets[action.value.removeprefix("ticket:claim:")]
-            if not turn.person.is_technician:  # the role check is server-side, whatever the button says
-                turn.reply(Reply(text="Only technicians can claim tickets.", private=True))
-                return True
-            ticket.claimed_by = turn.person.email
-            text = turn.render(source="*{{ id }}* claimed by {{ tech }}\n{{ summary }}",
-                               context={"id": ticket.id, "tech": turn.person.display_name, "summary": ticket.summary})
-            turn.send(Outbound(Address(Platform.SLACK, QUEUE), Reply(text=text), update_ref=action.message_ref),
-                      idempotency_key=f"{ticket.id}:claimed", kind="update")
-            note = turn.render(source="{{ tech }} is now working on {{ id }}.",
-                               context={"id": ticket.id, "tech": turn.person.display_name})
-            turn.send(Outbound(ticket.employee_address, Reply(text=note)), idempotency_key=f"{ticket.id}:notify")
-            return True
-        if incoming.reply_to.conversation_id == QUEUE and incoming.reply_to.thread_id and incoming.text:
-            for ticket in self.tickets.values():
-                if await self.card_ts(turn, ticket.id) == incoming.reply_to.thread_id:
-                    text = turn.render(source="{{ tech }}: {{ said }}",
-                                       context={"tech": turn.person.display_name, "said": incoming.text})
-                    turn.send(Outbound(ticket.employee_address, Reply(text=text)),
-                              idempotency_key=f"relay:{incoming.event_id}")
-                    return True
-            return False
-        if incoming.is_direct and incoming.text and not incoming.command:
-            for ticket in self.tickets.values():
-                if ticket.requester == turn.person.email and ticket.claimed_by:
-                    ts = await self.card_ts(turn, ticket.id)
-                    text = turn.render(source="{{ who }}: {{ said }}",
-                                       context={"who": turn.person.display_name, "said": incoming.text})
-                    turn.send(Outbound(Address(Platform.SLACK, QUEUE, thread_id=ts), Reply(text=text)),
-                              idempotency_key=f"relay:{incoming.event_id}")
-                    return True
-        return False
-
+ADA = "U0ADMN0001"  # ada.admin@example.com, an admin
+ANNOUNCE = "C0ANNOUNCE1"  # the outage announcement channel
 
 # ----- signing and payloads ---------------------------------------------------------------------
 
@@ -415,7 +227,6 @@ class Harness:
     mount: SlackMount
     worker: OutboxWorker
     app: Any
-    desk: FakeDesk
     settings: Settings
 
     async def post(self, raw: bytes, content_type: str, *, headers: Mapping[str, str] | None = None,
@@ -458,23 +269,27 @@ class Harness:
 
 
 def make_settings(tmp: Path, standin: SlackStandIn, **slack: Any) -> Settings:
-    flows = tmp / "flows"
-    flows.mkdir(exist_ok=True)
-    for name, text in FLOWS.items():
-        (flows / name).write_text(text, encoding="utf-8")
+    """The repository's configuration (flows, knowledge base, demo directory, roles, tickets), with
+    Slack pointed at the stand-in, a private database and fast pacing."""
     return load_settings(
+        ROOT / "config" / "helpdesk.yaml",
+        app={"data_dir": str(tmp)},
         database={"url": f"sqlite+aiosqlite:///{tmp / 'slack.db'}"},
-        flows={"dir": str(flows)},
-        kb={"dir": str(tmp / "kb")},
+        flows={"dir": str(ROOT / "flows")},
+        kb={"dir": str(ROOT / "kb_articles")},
+        directory={"backend": "demo", "demo_file": str(ROOT / "config" / "demo_directory.yaml")},
+        outages={"announcement_channels": {"slack": [ANNOUNCE]}, "dm_platform": "slack"},
         slack={"enabled": True, "mode": "http", "bot_token": TOKEN, "signing_secret": SECRET,
                "api_url": standin.url, "queue_channel": QUEUE, "post_rate_per_channel": 50.0,
                "post_burst_per_channel": 20, "rate_per_minute_global": 60000.0, **slack},
+        teams={"enabled": False},
     )
 
 
 @pytest.fixture
 def standin() -> Iterator[SlackStandIn]:
-    with SlackStandIn(token=TOKEN) as server:
+    users = {**DEFAULT_USERS, TINA: {"email": "tina.tech@example.com", "real_name": "Tina Technician"}}
+    with SlackStandIn(token=TOKEN, users=users) as server:
         yield server
 
 
@@ -485,19 +300,12 @@ async def harness(tmp_path: Path, standin: SlackStandIn) -> AsyncIterator[Harnes
     settings = make_settings(tmp_path, standin)
     await upgrade(settings.database_url)
     app = await build_app(settings)
-    desk = FakeDesk()
-    app.pipeline.kb = FakeKb()
-    app.pipeline.actions = FakeActions()
-    app.pipeline.tickets = desk
-    # This harness still drives a small fake desk in place of bot/tickets.
-    app.pipeline.handlers = [h for h in app.pipeline.handlers if type(h).__name__ != "TicketHandler"]
-    app.pipeline.add_handler(desk)
     mount = SlackMount(app, settings)
     worker = OutboxWorker(app.sessions, mount.senders(), poll_seconds=0.05, max_attempts=5)
     asgi = build_asgi(app, [mount])
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://slack.test")
     try:
-        yield Harness(client, standin, mount, worker, app, desk, settings)
+        yield Harness(client, standin, mount, worker, app, settings)
     finally:
         await client.aclose()
         await mount.stop()

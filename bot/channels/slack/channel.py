@@ -41,6 +41,7 @@ from bot.channels.slack.translate import (
     parse_event,
     parse_shortcut,
     parse_view_submission,
+    thread_of,
     to_incoming,
 )
 from bot.core.models import Button, Person, Platform, PlatformUser, Reply
@@ -303,7 +304,7 @@ class SlackChannel:
         container = body.get("container") or {}
         message = body.get("message") or {}
         channel = container.get("channel_id")
-        thread = None if is_dm(channel) else (message.get("thread_ts") or container.get("message_ts"))
+        thread = None if is_dm(channel) else thread_of(container, message)
         meta = json.loads(modal_metadata(channel, thread))
         patterns = {f.name: f.pattern for f in form.fields if f.pattern}
         if patterns:

@@ -169,12 +169,21 @@ def parse_block_action(body: Mapping[str, Any], value: str) -> Inbound | None:
         command = value.removeprefix(V_COMMAND).strip()
         return Inbound("command", team, str(user["id"]), event_id, channel=channel, text=f"{COMMAND} {command}",
                        command=command, trigger_id=trigger, needs_dm=not is_dm(channel))
-    thread = str(message.get("thread_ts") or message_ts or "") or None
+    thread = thread_of(container, message)
     action = Action(value=value, message_ref=message_ts)
     if channel is None:  # the Home tab or a modal: the person's DM
         return Inbound("action", team, str(user["id"]), event_id, action=action, trigger_id=trigger, needs_dm=True)
     return Inbound("action", team, str(user["id"]), event_id, channel=channel,
                    thread_ts=None if is_dm(channel) else thread, action=action, trigger_id=trigger)
+
+
+def thread_of(container: Mapping[str, Any], message: Mapping[str, Any]) -> str | None:
+    """The thread a click belongs to: the message's thread, or the clicked message itself. An
+    ephemeral message (a private reply, a "Fill in the form" prompt) is not a message anyone can
+    thread on; its thread is the one it was posted in, if any (`container.thread_ts`)."""
+    if container.get("is_ephemeral"):
+        return str(container.get("thread_ts") or message.get("thread_ts") or "") or None
+    return str(message.get("thread_ts") or container.get("message_ts") or message.get("ts") or "") or None
 
 
 def modal_metadata(channel: str | None, thread_ts: str | None) -> str:
