@@ -266,8 +266,14 @@ class Pipeline:
             if await handler.handle(turn):
                 return
         incoming = turn.incoming
+        # A `/helpdesk ...` no handler took is a request in the person's words ("/helpdesk my vpn
+        # is down"); the command name itself is never part of what triage reads.
+        text = incoming.command if incoming.command is not None else incoming.text
+        if incoming.command is not None and not incoming.command.strip():
+            turn.say("help")
+            return
         user_turn = UserTurn(
-            text=incoming.text,
+            text=text,
             value=incoming.action.value if incoming.action else None,
             form=incoming.action.values if incoming.action and incoming.action.form_values else None,
         )

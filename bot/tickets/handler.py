@@ -214,6 +214,8 @@ class TicketHandler:
         verb = tokens[0].lower() if tokens else ""
         if verb not in VERBS:
             return False
+        if verb == "my" and [t.lower() for t in tokens[1:]] != ["tickets"]:
+            return False  # "/helpdesk my vpn is down" is a request, not "my tickets"
         args = tokens[1:]
         ref = args[0].upper() if args else ""
         await self._guard(turn, ref, self._run_command(turn, verb, args))

@@ -165,3 +165,15 @@ def test_chat_output_stream_is_plain(tmp_path: Path) -> None:
     chat = ConsoleChat(app=None, email="a@b.c", out=out)
     chat.show(Reply("hello", buttons=(Button("One", "1"),)))
     assert out.getvalue() == "bot> hello\n   [1] One\n"
+
+
+def test_an_unknown_helpdesk_command_is_read_as_a_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    transcript = tmp_path / "t.yaml"
+    transcript.write_text(
+        "turns:\n  - say: /helpdesk my vpn wont connect\n"
+        "expect:\n  - {type: triaged, intent: vpn}\n  - {type: flow_started, flow: vpn}\n",
+        encoding="utf-8")
+    from bot.cli import app
+
+    result = CliRunner().invoke(app, ["simulate", str(transcript), "--json"])
+    assert result.exit_code == 0, result.output
