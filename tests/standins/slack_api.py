@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -95,7 +96,7 @@ class SlackStandIn:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._counter = 0
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -407,6 +408,13 @@ class SlackStandIn:
                 self._dispatch()
 
         return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the broadcast bench SIGKILLs serve) resets its sockets: not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def dm_of(user_id: str) -> str:
