@@ -129,6 +129,10 @@ class SlackApi:
         self.limiter = RateLimiter()
         self._session: aiohttp.ClientSession | None = None
         self._global_rate = settings.rate_per_minute_global / 60.0
+        # A tenth of a second's worth: this is the last gate before the network, and deliveries the
+        # outbox released together after a pause of the event loop (a database write, the
+        # periodic job) must still reach Slack spaced out, not as one burst that earns a 429.
+        self._global_burst = max(1.0, self._global_rate / 10)
 
     @property
     def client(self) -> AsyncWebClient:
@@ -149,7 +153,7 @@ class SlackApi:
     async def call(self, method: str, *, channel: str | None = None, **params: Any) -> dict[str, Any]:
         """Call a Web API method (`chat.postMessage`...) paced; returns the response body."""
         if method in CHANNEL_PACED:
-            await self.limiter.acquire("global", self._global_rate, max(1.0, self._global_rate))
+            await self.limiter.acquire("global", self._global_rate, self._global_burst)
         pace_key = f"chan:{channel}" if channel and method in CHANNEL_PACED else f"method:{method}"
         if channel and method in CHANNEL_PACED:
             await self.limiter.acquire(pace_key, self.settings.post_rate_per_channel,
