@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.outages.audience import AudienceSource, StaticAudience, demo_audience
+from bot.outages.audience import AudienceSource, SlackChannelMembers, StaticAudience, demo_audience
 from bot.outages.service import OutageService
 
 log = logging.getLogger("bot.outages")
@@ -23,7 +23,17 @@ def dm_platform(settings: Any) -> str:
 
 
 def audience_source(settings: Any, directory: Any) -> AudienceSource:
-    """The demo directory file, or a directory object that can list people and group members."""
+    """The demo directory file, or a directory object that can list people and group members; with
+    Slack enabled, members of Slack channels come from Slack (`conversations.members`)."""
+    source = _directory_source(settings, directory)
+    if settings.slack.enabled and settings.slack.bot_token:
+        from bot.channels.slack.api import SlackApi
+
+        return SlackChannelMembers(source, lambda: SlackApi(settings.slack))
+    return source
+
+
+def _directory_source(settings: Any, directory: Any) -> AudienceSource:
     if all(hasattr(directory, name) for name in ("everyone", "group_members", "channel_members")):
         source: AudienceSource = directory
         return source

@@ -4,6 +4,11 @@ to members of directory groups, or to members of a channel.
 `AudienceSource` is the small port the outage service needs. The demo directory implements it from
 config/demo_directory.yaml (users with `groups:` lists, optional `channels:` with members); a Graph
 or Slack backed source can implement the same three methods.
+
+`SlackChannelMembers` wraps a source so that `--members-of slack:C0123` asks Slack itself
+(`conversations.members`, paged): an admin reaches everyone in a channel, however large, without
+listing them anywhere. Those members come as Slack user ids (`Member.user_id`); their copies are
+posted straight to the user id (no email lookup, no conversations.open per person).
 """
 
 from __future__ import annotations
@@ -18,8 +23,13 @@ import yaml
 
 @dataclass(frozen=True, slots=True)
 class Member:
+    """A person to reach: by directory email, or by a platform user id (`platform`, `user_id`) when
+    the audience came from the platform itself (members of a Slack channel)."""
+
     email: str
     display_name: str = ""
+    user_id: str = ""
+    platform: str = ""
 
 
 class AudienceSource(Protocol):
@@ -82,3 +92,53 @@ def demo_audience(path: Path) -> StaticAudience:
         for name, members in raw_channels.items():
             channels[str(name)] = [str(m).lower() for m in members or []]
     return StaticAudience(people, groups, channels)
+
+
+class SlackChannelMembers:
+    """`channel_members("slack", C)` from Slack's `conversations.members` (cursor-paged, 1000 a page);
+    everything else from the wrapped source. The bot's own user is left out. `api_factory` makes a
+    `SlackApi` (closed after each listing, so a CLI process leaves nothing open)."""
+
+    PAGE = 1000
+
+    def __init__(self, base: AudienceSource, api_factory: Any) -> None:
+        self.base = base
+        self.api_factory = api_factory
+
+    async def everyone(self) -> Sequence[Member]:
+        return await self.base.everyone()
+
+    async def group_members(self, group: str) -> Sequence[Member]:
+        return await self.base.group_members(group)
+
+    async def channel_members(self, platform: str, channel: str) -> Sequence[Member]:
+        if platform != "slack":
+            return await self.base.channel_members(platform, channel)
+        from bot.channels.slack.api import SlackUndeliverable
+
+        api = self.api_factory()
+        members: dict[str, None] = {}
+        try:
+            try:
+                bot_user = str((await api.call_soon("auth.test")).get("user_id") or "")
+            except SlackUndeliverable:
+                bot_user = ""
+            cursor = ""
+            while True:
+                params: dict[str, Any] = {"channel": channel, "limit": self.PAGE}
+                if cursor:
+                    params["cursor"] = cursor
+                try:
+                    data = await api.call_soon("conversations.members", **params)
+                except SlackUndeliverable:
+                    if members or cursor:
+                        raise  # half a channel is not the audience the admin asked for
+                    # Not a Slack channel the bot can see: the directory may list it.
+                    return await self.base.channel_members(platform, channel)
+                members.update(dict.fromkeys(str(m) for m in data.get("members") or [] if m and m != bot_user))
+                cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+                if not cursor:
+                    break
+        finally:
+            await api.aclose()
+        return [Member("", user_id=user, platform="slack") for user in members]

@@ -90,14 +90,15 @@ def audience_from(options: Mapping[str, str], default_platform: str) -> Audience
         head, sep, tail = entry.partition(":")
         platform, channel = (head, tail) if sep and head in ("slack", "teams", "console") else (default_platform, entry)
         channels.setdefault(platform, []).append(channel)
-    dm = (options.get("dm") or "").strip().lower()
+    raw_dm = (options.get("dm") or "").strip()
+    dm = raw_dm.lower()
     everyone = options.get("everyone") == "true" or dm in ("everyone", "all")
     groups = split_list(options.get("groups"))
     members = split_list(options.get("members-of"))
     if dm.startswith("group:") or dm.startswith("groups:"):
         groups += split_list(dm.split(":", 1)[1])
-    elif dm.startswith("channel:"):
-        members += split_list(dm.split(":", 1)[1])
+    elif dm.startswith("channel:"):  # channel ids are case-sensitive (Slack: C0123ABC)
+        members += split_list(raw_dm.split(":", 1)[1])
     elif dm not in ("", "everyone", "all", "none"):
         raise OutageError("invalid", "--dm is everyone, group:NAME[,NAME] or channel:ID")
     if not (channels or everyone or groups or members):

@@ -252,15 +252,39 @@ class OutageService:
             platform, _, channel = target.rpartition(":")
             people.extend(await self.audience.channel_members(platform or self.dm_platform, channel))
         if people:
-            platform = self.dm_platform
-            known = await self._direct_addresses(session, platform)
+            known: dict[str, dict[str, Address]] = {}
+            emails_of = await self._emails_of_users(session, [m for m in people if m.user_id and not m.email])
             for member in people:
-                email = member.email.lower()
-                key = f"dm:{platform}:{email}"
-                if key not in recipients:
-                    address = known.get(email) or Address(Platform(platform), f"email:{email}")
-                    recipients[key] = Recipient(key, "dm", platform, address, email)
+                # Members of a platform channel come as user ids: on that platform, by user id
+                # (a person the bot knows is the same recipient as their directory email).
+                platform = (member.platform or self.dm_platform) if member.user_id else self.dm_platform
+                if platform not in known:
+                    known[platform] = await self._direct_addresses(session, platform)
+                email = (member.email or emails_of.get((platform, member.user_id), "")).lower()
+                key = f"dm:{platform}:{email or member.user_id}"
+                if key in recipients:
+                    continue
+                address = known[platform].get(email) if email else None
+                if address is None:
+                    address = Address(Platform(platform), member.user_id if member.user_id else f"email:{email}")
+                recipients[key] = Recipient(key, "dm", platform, address, email or None)
         return list(recipients.values())
+
+    async def _emails_of_users(self, session: AsyncSession, members: Sequence[Member]) -> dict[tuple[str, str], str]:
+        """Directory emails of platform user ids the bot has met, by (platform, user id)."""
+        found: dict[tuple[str, str], str] = {}
+        by_platform: dict[str, list[str]] = {}
+        for member in members:
+            by_platform.setdefault(member.platform or self.dm_platform, []).append(member.user_id)
+        for platform, ids in by_platform.items():
+            for start in range(0, len(ids), 500):
+                rows = (await session.execute(
+                    select(PersonIdentityRow.platform_user_id, PersonRow.email)
+                    .join(PersonRow, PersonRow.id == PersonIdentityRow.person_id)
+                    .where(PersonIdentityRow.platform == platform,
+                           PersonIdentityRow.platform_user_id.in_(ids[start:start + 500])))).all()
+                found.update({(platform, str(user)): str(email) for user, email in rows if email})
+        return found
 
     # ----- reading --------------------------------------------------------------------------
 

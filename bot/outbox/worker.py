@@ -247,8 +247,12 @@ class Pacer:
             if rate is not None:
                 global_bucket = self._platform(platform, now)
                 assert global_bucket is not None
-                # Multiplicative decrease; `succeeded` climbs back to the configured rate.
-                global_bucket.rate = max(1.0, global_bucket.rate * 0.8)
+                # Multiplicative decrease, once per limit episode: the other deliveries in flight
+                # when the platform said 429 answer 429 too, and lowering the rate for each of
+                # them (0.8^concurrency) would leave a broadcast crawling far below the allowed
+                # rate. `succeeded` climbs back to the configured rate.
+                if now >= global_bucket.paused_until:
+                    global_bucket.rate = max(1.0, global_bucket.rate * 0.8)
                 global_bucket.pause(until)
             else:
                 self.platforms[platform] = bucket = TokenBucket(1e9, 1.0, now)
@@ -258,7 +262,10 @@ class Pacer:
         bucket = self.platforms.get(platform)
         configured = self.configured.get(platform)
         if bucket is not None and configured is not None and bucket.rate < configured:
-            bucket.rate = min(configured, bucket.rate + configured * 0.002)
+            # Slowly (2,000 deliveries from 0 to the configured rate; 400 back from one 0.8x
+            # decrease): a rate set above the real limit then settles just under it, instead of
+            # climbing straight back into the next 429 and its whole-platform Retry-After pause.
+            bucket.rate = min(configured, bucket.rate + configured * 0.0005)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -11,14 +11,20 @@
 - records every call (method, parameters, headers, HTTP status);
 - injects failures: `fail(method, error)` (ok:false), `rate_limit(method, retry_after)` (HTTP 429 +
   Retry-After + `{"ok": false, "error": "ratelimited"}`), and enforces a per-channel message rate
-  (`channel_rate` messages per second, 429 when exceeded).
+  (`channel_rate` messages per second, 429 when exceeded) and, with `global_rate`, a workspace-wide
+  chat.postMessage rate (token bucket of `global_burst`; 429 + `Retry-After: 1` when exceeded);
+- `conversations.members` pages (`cursor`/`limit`, `response_metadata.next_cursor`) through
+  `channels={channel: [user ids]}`; chat.postMessage to a user id posts in that user's DM with the
+  bot (`dm_of`), as Slack does.
 
 Run it alone for the bench or a manual check:
 
-    python tests/standins/slack_api.py --port 8999 [--token xoxb-test] [--channel-rate 1]
+    python tests/standins/slack_api.py --port 8999 [--token xoxb-test] [--channel-rate 1] \
+        [--global-rate 100] [--members C0BROADCAST=10000]
 
 Control endpoints (not Slack's): `GET /_calls`, `GET /_count?method=chat.postMessage`,
-`POST /_reset`, `POST /_fail` with JSON `{"method", "error" | "status": 429, "retry_after", "times"}`.
+`POST /_reset`, `POST /_fail` with JSON `{"method", "error" | "status": 429, "retry_after", "times"}`,
+`GET /_delivered` (outbox copies per channel: `{"channels": {channel: [metadata keys]}, "limited": n}`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -71,11 +78,17 @@ class _Injection:
 class SlackStandIn:
     def __init__(self, *, token: str = "xoxb-test", users: Mapping[str, Mapping[str, Any]] | None = None,  # noqa: S107
                  host: str = "127.0.0.1", port: int = 0, channel_rate: float | None = None,
-                 channel_burst: int = 1) -> None:
+                 channel_burst: int = 1, global_rate: float | None = None, global_burst: float = 1.0,
+                 channels: Mapping[str, list[str]] | None = None) -> None:
         self.token = token
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
         self.channel_rate = channel_rate
         self.channel_burst = channel_burst
+        self.global_rate = global_rate
+        self.global_burst = max(1.0, global_burst)
+        self._global: tuple[float, float] | None = None
+        self.limited = 0  # 429s answered by the rate limits (not injected ones)
+        self.channels: dict[str, list[str]] = {k: list(v) for k, v in (channels or {}).items()}
         self.calls: list[Call] = []
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.views: list[dict[str, Any]] = []
@@ -83,7 +96,7 @@ class SlackStandIn:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._counter = 0
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _QuietServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -121,6 +134,8 @@ class SlackStandIn:
             self.views.clear()
             self._injections.clear()
             self._buckets.clear()
+            self._global = None
+            self.limited = 0
 
     def fail(self, method: str, error: str, times: int = 1) -> None:
         with self._lock:
@@ -182,6 +197,25 @@ class SlackStandIn:
         self._buckets[channel] = (tokens - 1.0, now)
         return True
 
+    def _global_ok(self) -> bool:
+        if not self.global_rate:
+            return True
+        now = time.monotonic()
+        tokens, stamp = self._global or (self.global_burst, now)
+        tokens = min(self.global_burst, tokens + (now - stamp) * self.global_rate)
+        if tokens < 1.0:
+            self._global = (tokens, now)
+            return False
+        self._global = (tokens - 1.0, now)
+        return True
+
+    def delivered(self) -> dict[str, list[str]]:
+        """Outbox copies (message metadata keys) per channel."""
+        with self._lock:
+            return {channel: [str(((m.get("metadata") or {}).get("event_payload") or {}).get("key", ""))
+                              for m in messages if m.get("metadata")]
+                    for channel, messages in self.messages.items()}
+
     def handle(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any],
                                                                                               dict[str, str]]:
         with self._lock:
@@ -201,8 +235,12 @@ class SlackStandIn:
                     call.status = 429
                     return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{injection.retry_after:g}"}
                 return 200, {"ok": False, "error": injection.error}, {}
-            if method in ("chat.postMessage", "chat.postEphemeral") and not self._rate_ok(str(params.get("channel"))):
+            if method == "chat.postMessage" and str(params.get("channel") or "")[:1] in ("U", "W"):
+                params["channel"] = dm_of(str(params["channel"]))  # a user id posts in their DM with the bot
+            if method in ("chat.postMessage", "chat.postEphemeral") and not (
+                    self._rate_ok(str(params.get("channel"))) and (method != "chat.postMessage" or self._global_ok())):
                 call.ok, call.status = False, 429
+                self.limited += 1
                 return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}
             body = self._answer(method, params)
             call.ok = bool(body.get("ok"))
@@ -281,6 +319,15 @@ class SlackStandIn:
             return {"ok": True, "view": {"id": "V0VIEW0001", "team_id": TEAM, "state": {"values": {}}, **view}}
         if method == "reactions.add":
             return {"ok": True}
+        if method == "conversations.members":
+            if channel not in self.channels:
+                return {"ok": False, "error": "channel_not_found"}
+            members = self.channels[channel]
+            start = int(str(p.get("cursor") or "0").removeprefix("next:") or 0)
+            limit = max(1, min(1000, int(p.get("limit") or 100)))
+            page = members[start:start + limit]
+            cursor = f"next:{start + limit}" if start + limit < len(members) else ""
+            return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
         return {"ok": False, "error": "unknown_method"}
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -327,6 +374,8 @@ class SlackStandIn:
                 elif path == "/_count":
                     method = str(params.get("method") or "chat.postMessage")
                     self._send(200, {"method": method, "count": len(standin.calls_to(method))})
+                elif path == "/_delivered":
+                    self._send(200, {"channels": standin.delivered(), "limited": standin.limited})
                 elif path == "/_reset":
                     standin.reset()
                     self._send(200, {"ok": True})
@@ -361,9 +410,21 @@ class SlackStandIn:
         return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the broadcast bench SIGKILLs serve) resets its sockets: not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def dm_of(user_id: str) -> str:
     """The DM channel between a user and the bot (stable, so tests can predict it)."""
     return "D" + user_id[1:]
+
+
+def synthetic_members(count: int) -> list[str]:
+    """`count` user ids for a big channel (U + 10 digits: they sort and never clash with the defaults)."""
+    return [f"U{i:010d}" for i in range(1, count + 1)]
 
 
 def main() -> None:
@@ -372,11 +433,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8999)
     parser.add_argument("--token", default="xoxb-test")
     parser.add_argument("--channel-rate", type=float, default=None, help="messages per second per channel")
+    parser.add_argument("--global-rate", type=float, default=None, help="chat.postMessage calls per second overall")
     parser.add_argument("--users", default=None, help="JSON file: {user_id: {email, real_name}}")
+    parser.add_argument("--members", action="append", default=[],
+                        help="CHANNEL=N: a channel whose members are N generated users (repeatable)")
     args = parser.parse_args()
     users = json.loads(Path(args.users).read_text(encoding="utf-8")) if args.users else None
+    channels = {}
+    for spec in args.members:
+        name, _, count = spec.partition("=")
+        channels[name] = synthetic_members(int(count))
     standin = SlackStandIn(token=args.token, users=users, host=args.host, port=args.port,
-                           channel_rate=args.channel_rate)
+                           channel_rate=args.channel_rate, global_rate=args.global_rate,
+                           global_burst=max(1.0, (args.global_rate or 1.0) / 10), channels=channels)
     print(f"slack stand-in on {standin.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         standin._server.serve_forever()

@@ -1,9 +1,13 @@
 """One Slack Web API client per process, paced, with Slack's errors sorted into retry / give up.
 
-Every outgoing call goes through `SlackApi.call`: a global token bucket (all methods) and, for
-messages, a per-channel bucket (Slack allows about one message per second per channel with short
-bursts). A 429 pauses the bucket it hit for `Retry-After` seconds and raises `RetryLater`, so the
-outbox reschedules the row and direct replies wait and try again. `ok: false` errors that can pass
+Every outgoing call goes through `SlackApi.call`. Messages (`chat.postMessage` & co) take a token
+from a per-channel bucket (Slack allows about one message per second per channel with short bursts)
+and from the app's workspace-wide message budget (`rate_per_minute_global`). Other methods
+(users.lookupByEmail, conversations.open/history/members...) have their own per-method tiers on
+Slack's side and do NOT spend the message budget: charging them to it would make every DM of a
+broadcast cost three tokens and deliver at a third of the configured rate. A 429 pauses the bucket
+it hit (the channel's for messages, the method's otherwise) for `Retry-After` seconds and raises
+`RetryLater`, so the outbox reschedules the row and direct replies wait and try again. `ok: false` errors that can pass
 (`internal_error`, `ratelimited`...) are `RetryLater`; the rest (`channel_not_found`,
 `not_in_channel`, `invalid_blocks`...) are `Undeliverable`.
 """
@@ -33,8 +37,10 @@ TRANSIENT_ERRORS = frozenset({
     "request_timeout", "team_added_to_org", "accesslimited",
 })
 
-# Methods that post into a channel, paced per channel.
+# Methods that post into a channel, paced per channel and by the workspace-wide message budget.
 CHANNEL_PACED = frozenset({"chat.postMessage", "chat.update", "chat.delete", "chat.postEphemeral"})
+# The rate of a bucket that only exists to hold a 429's pause.
+UNPACED = 1e9
 
 
 class SlackRetryLater(RetryLater):
@@ -123,6 +129,10 @@ class SlackApi:
         self.limiter = RateLimiter()
         self._session: aiohttp.ClientSession | None = None
         self._global_rate = settings.rate_per_minute_global / 60.0
+        # A tenth of a second's worth: this is the last gate before the network, and deliveries the
+        # outbox released together after a pause of the event loop (a database write, the
+        # periodic job) must still reach Slack spaced out, not as one burst that earns a 429.
+        self._global_burst = max(1.0, self._global_rate / 10)
 
     @property
     def client(self) -> AsyncWebClient:
@@ -142,11 +152,14 @@ class SlackApi:
 
     async def call(self, method: str, *, channel: str | None = None, **params: Any) -> dict[str, Any]:
         """Call a Web API method (`chat.postMessage`...) paced; returns the response body."""
-        await self.limiter.acquire("global", self._global_rate, max(1.0, self._global_rate))
-        pace_key = f"chan:{channel}" if channel and method in CHANNEL_PACED else None
-        if pace_key:
+        if method in CHANNEL_PACED:
+            await self.limiter.acquire("global", self._global_rate, self._global_burst)
+        pace_key = f"chan:{channel}" if channel and method in CHANNEL_PACED else f"method:{method}"
+        if channel and method in CHANNEL_PACED:
             await self.limiter.acquire(pace_key, self.settings.post_rate_per_channel,
                                        float(self.settings.post_burst_per_channel))
+        else:  # not paced here; only a 429's pause (Retry-After) on this method holds calls back
+            await self.limiter.acquire(pace_key, UNPACED, UNPACED)
         if channel is not None:
             params["channel"] = channel
         function = getattr(self.client, method.replace(".", "_"))
@@ -157,7 +170,7 @@ class SlackApi:
             error = str((exc.response.data or {}).get("error", "")) if isinstance(exc.response.data, dict) else ""
             if status == 429:
                 seconds = _retry_after(exc)
-                self.limiter.pause(pace_key or "global", seconds)
+                self.limiter.pause(pace_key, seconds)
                 log.warning("slack rate limited", extra={"method": method, "retry_after": seconds})
                 raise SlackRetryLater(f"{method}: ratelimited", seconds, method=method) from None
             if status >= 500 or error in TRANSIENT_ERRORS:

@@ -49,6 +49,13 @@ class Directory:
         self._dm: dict[str, str] = {}
         self._by_email: dict[str, str] = {}
 
+    def known_dm(self, user_id: str) -> str | None:
+        return self._dm.get(user_id)
+
+    def remember_dm(self, user_id: str, channel: str) -> None:
+        if channel.startswith("D"):
+            self._dm[user_id] = channel
+
     async def dm_channel(self, user_id: str) -> str:
         channel = self._dm.get(user_id)
         if channel is None:
@@ -98,7 +105,15 @@ class SlackSender:
         kind = str(payload.get("kind") or "post")
         address = Address.from_json(dict(delivery.address))
         reply: Reply = reply_from_json(payload.get("reply") or {})
-        channel = await self.directory.channel_for(address.conversation_id)
+        target_user = address.conversation_id if address.conversation_id[:1] in ("U", "W") else ""
+        if kind == "post" and target_user and not address.user_id and not address.thread_id \
+                and self.directory.known_dm(target_user) is None:
+            # chat.postMessage to a user id lands in their DM with the bot and answers with the DM's
+            # id: a broadcast to channel members needs no conversations.open (a Tier 3 method, ~50
+            # a minute) per recipient.
+            channel = target_user
+        else:
+            channel = await self.directory.channel_for(address.conversation_id)
         message = self.blocks.message(reply)
         if kind in ("update", "delete"):
             ref = str(payload.get("update_ref") or "")
@@ -124,6 +139,8 @@ class SlackSender:
             "chat.postMessage", channel=channel, unfurl_links=False, unfurl_media=False,
             metadata={"event_type": METADATA_EVENT, "event_payload": {"key": delivery.idempotency_key}},
             **params)
+        if channel == target_user:
+            self.directory.remember_dm(target_user, str(data.get("channel") or ""))
         return str(data.get("ts") or "") or None
 
     async def find_delivered(self, delivery: Delivery) -> str | None:
