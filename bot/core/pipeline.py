@@ -342,6 +342,8 @@ class Pipeline:
             effect = pending.popleft()
             follow: Transition | None = None
             if isinstance(effect, Say):
+                if effect.template == "ticket_status" and "tickets" not in effect.context:
+                    effect = await self._with_tickets(turn, effect)
                 self._say(turn, effect)
             elif isinstance(effect, Emit):
                 turn.emit(effect.type, **self._event_data(effect))
@@ -379,6 +381,22 @@ class Pipeline:
         ctx.update({"slots": dict(turn.state.slots), "first_message": turn.state.first_message,
                     "flow": {"id": flow.id, "title": flow.title} if flow else {}})
         return ctx
+
+    async def _with_tickets(self, turn: Turn, say: Say) -> Say:
+        """The `ticket_status` template lists the person's own open tickets (it promised to)."""
+        service = getattr(self.tickets, "service", self.tickets)
+        if service is None or not hasattr(service, "list_tickets"):
+            return say
+        try:
+            views = await service.list_tickets(turn.uow, turn.person, scope="requested")
+        except Exception:  # the flow still answers with how to look them up
+            log.exception("listing tickets for ticket_status failed")
+            return say
+        from bot.tickets.service import OPEN_STATUSES
+
+        items = [{"id": v.ref, "summary": v.summary, "status": v.status}
+                 for v in views if v.status in OPEN_STATUSES]
+        return replace(say, context={**dict(say.context), "tickets": items})
 
     def _say(self, turn: Turn, say: Say) -> None:
         context = {**self._flow_context(turn), **dict(say.context)}
@@ -442,8 +460,12 @@ class Pipeline:
             label = str(outcome.data.get("secret_label", "Your temporary password"))
             advice = str(outcome.data.get("secret_advice", ""))
             text = turn.render(template="secret_once", context={"secret": secret, "label": label, "advice": advice})
+            # The action's own message introduces the secret ("Here is your temporary password..."),
+            # so it comes first, then the secret itself.
+            if outcome.message:
+                turn.say("action_message", {"message": outcome.message, "ok": outcome.ok})
             turn.reply(Reply(text=text, private=True, secret=True, template="secret_once"))
-            outcome = replace(outcome, secret=None)
+            outcome = replace(outcome, secret=None, message="")
             shown = True
         return ActionAnswer(outcome, secret_shown=shown)
 

@@ -267,6 +267,11 @@ def _context(state: ConversationState, flow: Flow | None, extra: Mapping[str, An
     return ctx
 
 
+def _shown_articles(state: ConversationState) -> list[str]:
+    """The articles of the list the person is answering (its "Show me" buttons)."""
+    return [v[len(V_KB_SHOW):] for v in state.offered if v.startswith(V_KB_SHOW)]
+
+
 def _matches(value: Any, accepted: str | list[str]) -> bool:
     options = accepted if isinstance(accepted, list) else [accepted]
     text = str(value if value is not None else "").lower()
@@ -507,13 +512,13 @@ class Engine:
             article = value[len(V_KB_SHOW):]
             return Transition(state, (Emit("kb_opened", {"article": article}), ShowArticle(article)))
         if value == V_KB_SOLVED:
-            effects: list[Effect] = [Emit("kb_solved", {"articles": list(state.tried_articles[-step.limit:])})]
+            effects: list[Effect] = [Emit("kb_solved", {"articles": _shown_articles(state)})]
             if step.on_solved:
                 return self._run(replace(state, awaiting=None), flow, step.on_solved, effects)
             effects.append(Say(template="glad_it_helped"))
             return self._finish(state, flow, "deflected", effects)
         if value == V_KB_UNSOLVED:
-            effects = [Emit("kb_unsolved", {"articles": list(state.tried_articles[-step.limit:])})]
+            effects = [Emit("kb_unsolved", {"articles": _shown_articles(state)})]
             target = step.on_unsolved or step.next or flow.following(step.id)
             return self._run(replace(state, awaiting=None), flow, target, effects)
         # Free text while articles are shown: keep it as more detail and ask again.
@@ -546,7 +551,9 @@ class Engine:
     # -- results from the core --
 
     def _kb_results(self, state: ConversationState, flow: Flow, step: KbStep, result: KbResult) -> Transition:
-        hits = list(result.hits)
+        # An article the person already saw in this conversation (and said did not help) is not
+        # offered again by a later step; pinned articles are the author's explicit choice.
+        hits = [h for h in result.hits if h.article_id not in state.tried_articles or h.article_id in step.articles]
         if not hits or result.confidence == "none":
             effects: list[Effect] = [Emit("kb_gap", {"query": result.query})]
             target = step.on_no_match or step.on_unsolved or step.next or flow.following(step.id)
@@ -574,6 +581,8 @@ class Engine:
         slots.update({f"{step.action}_{k}": v for k, v in outcome.data.items()
                       if isinstance(v, str | int | float | bool)})
         slots["last_action"] = {"name": step.action, "ok": outcome.ok, "code": outcome.code}
+        # A flow can branch on how the action went (`when: {storage_quota_code: nearly_full}`).
+        slots[f"{step.action}_code"] = outcome.code
         if outcome.code != "needs_input":
             slots = {k: v for k, v in slots.items() if not k.startswith(INPUT_PREFIX)}
         elif outcome.input_slot:
@@ -595,7 +604,8 @@ class Engine:
         if step.on_failure and not outcome.escalate:
             return self._run(replace(state, awaiting=None), flow, step.on_failure, effects)
         reason = outcome.message or f"The {step.action} action did not succeed ({outcome.code})."
-        escalated = self._escalate_now(state, flow, reason)
+        # The action's message already tells the person it goes to a technician: don't say it twice.
+        escalated = self._escalate_now(state, flow, reason, announce=not outcome.message)
         return Transition(escalated.state, (*effects, *escalated.effects))
 
     def _ticket_opened(self, state: ConversationState, flow: Flow, step: Any, answer: TicketAnswer) -> Transition:
@@ -729,7 +739,8 @@ class Engine:
             first_message=state.first_message,
         )
 
-    def _escalate_now(self, state: ConversationState, flow: Flow, reason: str) -> Transition:
+    def _escalate_now(self, state: ConversationState, flow: Flow, reason: str, *,
+                      announce: bool = True) -> Transition:
         """Open a ticket with everything collected so far (talk to a person, a failed action)."""
         step = next((s for s in flow.steps if isinstance(s, EscalateStep)), None)
         ticket = self._ticket(state, flow, step, reason)
@@ -737,7 +748,7 @@ class Engine:
         if step is None:
             # No escalate step to continue from: the ticket answer ends the flow as escalated.
             new = replace(new, step_id=state.step_id)
-        return Transition(new, (Say(template="escalating"), ticket))
+        return Transition(new, (Say(template="escalating"), ticket) if announce else (ticket,))
 
     def _finish(self, state: ConversationState, flow: Flow | None, outcome: str,
                 effects: list[Effect]) -> Transition:

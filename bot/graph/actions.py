@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ def human_bytes(value: int) -> str:
     return f"{size:.1f} TB"
 
 
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
 def parse_when(value: str) -> datetime | None:
     text = value.strip()
     if not text:
@@ -78,6 +82,14 @@ def parse_when(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _when(moment: datetime, *, end: bool = False) -> str:
+    """A schedule boundary as people say it: a whole day is "27 Nov" (an end at midnight is the end
+    of the day before), anything else "27 Nov 14:30 UTC"."""
+    if moment.hour == moment.minute == moment.second == 0:
+        return f"the end of {moment - timedelta(days=1):%d %b %Y}" if end else f"{moment:%d %b %Y}"
+    return f"{moment:%d %b %Y %H:%M} UTC"
 
 
 class _Stop(Exception):
@@ -932,6 +944,9 @@ class SelfServiceRunner:
                     prompt=f"That's a bit long; please keep it under {AUTO_REPLY_MAX} characters.",
                 )
             start, end = parse_when(run.arg("start")), parse_when(run.arg("end"))
+            if end is not None and _DATE_ONLY.match(run.arg("end").strip()):
+                # "Until 2026-12-04" includes the 4th: the replies stop at the end of that day.
+                end += timedelta(days=1)
             if (
                 (run.arg("start") and start is None)
                 or (run.arg("end") and end is None)
@@ -974,10 +989,8 @@ class SelfServiceRunner:
         if replies.status == "disabled":
             message = "Your automatic replies are off."
         elif replies.status == "scheduled" and replies.start and replies.end:
-            message = (
-                f"Your automatic replies are set from {replies.start:%d %b %H:%M} to "
-                f"{replies.end:%d %b %H:%M} UTC."
-            )
+            message = f"Your automatic replies are set from {_when(replies.start)} to {_when(replies.end, end=True)}."
+
         else:
             message = "Your automatic replies are on until you turn them off."
         return ActionOutcome(ok=True, code="done", request_id=receipt.request_id, message=message, data=data)

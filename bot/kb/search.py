@@ -38,7 +38,7 @@ from rapidfuzz.distance import OSA
 from bot.core.ports import KbHit, KbResult
 from bot.kb.loader import Article, LoadProblem, load_dir
 from bot.kb.synonyms import build_synonym_map
-from bot.kb.text import STOPWORDS, content_words, stem, stems
+from bot.kb.text import STOPWORDS, content_words, has_topic, stem, stems
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -74,6 +74,9 @@ class SearchTuning:
     # Confidence cut-offs on the 0..1 match score of the best hit (see `_confidence`).
     high_threshold: float = 0.60
     medium_threshold: float = 0.45
+    # A hit scoring under this share of the best hit's score is noise next to it ("computer running
+    # slow" at 1.4 with "Wi-Fi slow" at 0.5): it is left out of the list shown to the person.
+    relative_floor: float = 0.5
     # Above this many correction targets, buckets are also split by letter (fast at 50k documents,
     # at the cost of missing a typo in both of the first two letters).
     letter_bucket_above: int = 5_000
@@ -273,6 +276,9 @@ class KbIndex:
         return article_to_dict(article, max_chars=max_chars or DEFAULT_MAX_CHARS)
 
     def search(self, query: str, limit: int = 3, category: str | None = None) -> KbResult:
+        if not has_topic(query):
+            # "it's not working": nothing to search for; the caller offers a person instead.
+            return KbResult(query=query, hits=(), confidence="none")
         ranked = self.rank(query, limit=limit, category=category)
         hits = tuple(
             KbHit(
@@ -284,6 +290,10 @@ class KbIndex:
             )
             for r in ranked
         )
+        if ranked and self.tuning.relative_floor > 0:
+            floor = ranked[0].score * self.tuning.relative_floor
+            keep = [i for i, r in enumerate(ranked) if i == 0 or r.score >= floor]
+            ranked, hits = [ranked[i] for i in keep], tuple(hits[i] for i in keep)
         confidence = self._confidence(ranked, words=len(content_words(query)))
         if confidence == "none":
             # Still offer what was found (a "maybe" list is better than a dead end), but only

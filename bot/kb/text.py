@@ -130,6 +130,19 @@ def words(text: str) -> list[str]:
     return out
 
 
+# Words that say something is wrong but not what: "it's not working", "broken again". A query made
+# only of these has no topic, and any article it "matches" would be a random one.
+NO_TOPIC = frozenset(
+    {"work", "works", "working", "worked", "broken", "broke", "problem", "problems", "issue", "issues",
+     "wrong", "thing", "things", "stuff", "again", "still", "anymore", "fix", "fixed", "urgent", "asap"}
+)
+
+
+def has_topic(text: str) -> bool:
+    """Whether `text` names anything beyond "something is wrong"."""
+    return any(w not in NO_TOPIC for w in content_words(text))
+
+
 def content_words(text: str) -> list[str]:
     """Surface words without stop words or chat filler."""
     return [w for w in words(text) if w not in STOPWORDS]
