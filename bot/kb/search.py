@@ -68,7 +68,11 @@ class SearchTuning:
     synonym_weight: float = 0.4
     # How many lexical candidates the fuzzy re-rank looks at, and how much it counts.
     rerank_depth: int = 40
-    fuzzy_weight: float = 0.35
+    fuzzy_weight: float = 0.5
+    # Weight of coverage (the idf-weighted share of the question's words, or their synonyms, that a
+    # candidate has in its title, tags or summary) in the re-rank: a coordination factor, so an
+    # article about every word of a short question beats one with many repeats of a single word.
+    coverage_weight: float = 0.3
     # Scan every title with rapidfuzz only below this many titles (keeps p99 flat at 50k documents).
     title_scan_limit: int = 20_000
     # Confidence cut-offs on the 0..1 match score of the best hit (see `_confidence`).
@@ -324,7 +328,11 @@ class KbIndex:
                 corrected.append(word)
             # Synonyms of this word, and of this word joined with the next ("sign in" -> signin).
             # A word the articles never use ("pwd") leans on its synonyms almost fully.
-            synonym_weight = t.synonym_weight if known else 0.9
+            # A corrected word's synonyms count as little as a typed word's (times the correction):
+            # a guess's synonyms must not outweigh the guess.
+            synonym_weight = t.synonym_weight if known or word in corrections else 0.9
+            if word in corrections:
+                synonym_weight *= t.correction_weight
             keys = [corrected[-1]]
             if position + 1 < len(surface):
                 keys.append(f"{surface[position]} {surface[position + 1]}")
@@ -463,12 +471,13 @@ class KbIndex:
             ],
             dtype=np.float32,
         )
-        final = relative + t.fuzzy_weight * fuzzy
+        coverage = self._coverage(terms, cand)
+        final = relative + t.fuzzy_weight * fuzzy + t.coverage_weight * coverage
         if category is not None:
             final = final * np.asarray(
                 [1.15 if self.articles[i].category == category else 1.0 for i in ordered], dtype=np.float32
             )
-        match = np.clip(0.65 * self._coverage(terms, cand) + 0.35 * fuzzy, 0.0, 1.0)
+        match = np.clip(0.65 * coverage + 0.35 * fuzzy, 0.0, 1.0)
         order = np.argsort(-final, kind="stable")[:limit]
         return [RankedHit(int(cand[j]), float(final[j]), float(match[j])) for j in order]
 
