@@ -66,6 +66,8 @@ class SearchTuning:
     # Weight of a corrected word and of a synonym relative to a word typed as-is.
     correction_weight: float = 0.85
     synonym_weight: float = 0.4
+    # Weight of two adjacent query words joined into one word the articles use.
+    joined_weight: float = 0.5
     # How many lexical candidates the fuzzy re-rank looks at, and how much it counts.
     rerank_depth: int = 40
     fuzzy_weight: float = 0.5
@@ -340,6 +342,12 @@ class KbIndex:
                 for synonym in self._synonyms.get(key, ()):
                     if synonym not in STOPWORDS and synonym not in surface:
                         add(synonym, synonym_weight, group)
+            # Two words the articles write as one ("domain controller" -> DomainController,
+            # "share point" -> SharePoint): the joined word too, almost as strongly.
+            if position + 1 < len(surface):
+                joined = word + surface[position + 1]
+                if joined in self._surface_df and joined not in surface:
+                    add(joined, t.joined_weight, group)
             # An unknown word is as informative as the rarest word: a question about something the
             # knowledge base never mentions must not look answered.
             importance = self._idf.get(stem(word), self._max_idf) if known else self._max_idf
@@ -442,7 +450,7 @@ class KbIndex:
         depth = min(t.rerank_depth, len(self.articles))
         if terms.weights and depth:
             top = np.argpartition(scores, len(scores) - depth)[len(scores) - depth :]
-            candidates = {int(i) for i in top if scores[i] > 0}
+            candidates = set(top[scores[top] > 0].tolist())
         else:
             candidates = set()
         question = " ".join(w for w in terms.corrected_words)
