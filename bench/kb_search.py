@@ -209,12 +209,13 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def timed_build(build: Callable[[], object]) -> tuple[object, float, int]:
+def timed_build(build: Callable[[], object]) -> tuple[object, float, int, float]:
+    """The built object, wall-clock seconds, RSS growth, and CPU seconds of this process."""
     before = rss()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     built = build()
-    seconds = time.perf_counter() - start
-    return built, seconds, max(rss() - before, 0)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return built, seconds, max(rss() - before, 0), cpu
 
 
 def latencies(search: Callable[[str], object], queries: Sequence[str]) -> tuple[float, float, float, float]:
@@ -318,8 +319,8 @@ def main() -> int:
 
 
 def report_speed(everything: Sequence[Article], speed_queries: Sequence[str]) -> None:
-    ours_big, ours_build, ours_mem = timed_build(lambda: KbIndex(everything))
-    bm25_big, bm25_build, bm25_mem = timed_build(lambda: PlainBm25(everything))
+    ours_big, ours_build, ours_mem, ours_cpu = timed_build(lambda: KbIndex(everything))
+    bm25_big, bm25_build, bm25_mem, bm25_cpu = timed_build(lambda: PlainBm25(everything))
     assert isinstance(ours_big, KbIndex) and isinstance(bm25_big, PlainBm25)
     corpus_text = [f"{a.title} {a.summary} {a.plain_body[:2000]}" for a in everything]
     ours_lat = latencies(lambda q: ours_big.search(q, limit=5), speed_queries)
@@ -349,6 +350,7 @@ def report_speed(everything: Sequence[Article], speed_queries: Sequence[str]) ->
         f"measured on {len(brute_sample)} queries; "
         f"ours is {brute_lat[0] / ours_p50:.0f}x faster at p50, {brute_lat[1] / ours_p99:.0f}x at p99."
     )
+    print(f"build CPU seconds: ours {ours_cpu:.1f}, plain bm25s {bm25_cpu:.1f}")
     print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (wall-clock times include waiting)")
     target = "met" if ours_p99 < 20 and brute_lat[1] / ours_p99 >= 10 else "NOT met"
     print(f"target p99 < 20 ms and >= 10x faster than brute force: {target}")

@@ -10,9 +10,10 @@ How a query is answered:
    summary, body), combined with field weights: a word in the title says more than the same word
    deep in the body. bm25s keeps the precomputed per-term scores in a sparse matrix; we read it
    directly so each query term can carry its own weight (corrections and synonyms count less).
-3. **Fuzzy re-rank.** The best candidates, plus titles that fuzzily match the whole question
+3. **Re-rank.** The best candidates, plus titles that fuzzily match the whole question
    (when there are few enough titles to scan), are re-scored with rapidfuzz against the title,
-   tags and synonyms, which rescues word-order paraphrases and typos the corrector left alone.
+   tags and synonyms, which rescues word-order paraphrases and typos the corrector left alone,
+   and by coverage (how much of the question the title, tags and summary hold, synonyms included).
 4. **Confidence.** How much of the question's information the best article covers, how well its
    title matches and how far it leads the runner-up give `high`, `medium` or `none`. The cut-offs
    were calibrated on the Microsoft 365 corpus (bench/kb_search.py) and on CLINC150 out-of-scope
