@@ -18,6 +18,13 @@ What it prints, all from the same run, pinned to one CPU core:
    The article's own description is removed from what is indexed, so the query is not in its answer.
    Variants: the descriptions as written, with typos in a third of the words, and a paraphrase of
    the title (words reordered, common synonyms swapped, function words changed), also with typos.
+3. FAQ relevance: every Microsoft article rewritten as a short FAQ page (no front matter: the title
+   as its heading, the first ~150 words as the answer), loaded from disk like `kb search --kb DIR`
+   would, and queried with bench/faq_dev.tsv: ~190 informal user questions written for this project
+   (different words, shorter, "can't get into..."), clean and with typos in a third of the words.
+   It stands in for the held-out FAQ set, which we do not have.
+
+    python bench/kb_search.py --only faq     # one section: speed, relevance or faq
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import dataclasses
 import gc
 import os
 import random
+import re
 import statistics
 import sys
 import tarfile
@@ -87,14 +95,42 @@ def ticket_articles(path: Path) -> list[Article]:
     with path.open(encoding="utf-8", errors="replace", newline="") as handle:
         rows = list(csv.DictReader(handle))
     return [
-        Article(id=f"ticket-{n}", title="", summary="", body=row["Document"])
-        for n, row in enumerate(rows, start=1)
+        Article(id=f"ticket-{n}", title="", summary="", body=row["Document"]) for n, row in enumerate(rows, start=1)
     ]
 
 
 def without_descriptions(articles: Sequence[Article]) -> list[Article]:
     """The articles as indexed for description -> article retrieval: summary = first paragraph."""
     return [dataclasses.replace(a, summary=_first_paragraph(a.body)) for a in articles]
+
+
+_HEADING_LINE = re.compile(r"^\s*#.*$", re.MULTILINE)
+FAQ_DEV = REPO / "bench" / "faq_dev.tsv"
+
+
+def faq_pages(articles: Sequence[Article]) -> Path:
+    """Each article as a short FAQ page without front matter (heading = question, then the answer),
+    written once under bench/.cache/faq; returns the folder."""
+    folder = CACHE / "faq"
+    if not (folder / ".done").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, article in enumerate(articles):
+            plain = _HEADING_LINE.sub(" ", article.plain_body)
+            answer = " ".join(plain.split()[:150])
+            (folder / f"q{n:05d}.md").write_text(f"# {article.title}\n\n{answer}\n", encoding="utf-8")
+        (folder / ".done").write_text("ok")
+    return folder
+
+
+def faq_questions(originals: Sequence[Article]) -> list[tuple[str, int]]:
+    """(question, index of the answering page) from bench/faq_dev.tsv."""
+    position = {a.id: i for i, a in enumerate(originals)}
+    pairs = []
+    for line in FAQ_DEV.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            article_id, question = line.split("\t", 1)
+            pairs.append((question, position[article_id]))
+    return pairs
 
 
 # ----- query variants -------------------------------------------------------------------------------------
@@ -173,27 +209,32 @@ def rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def timed_build(build: Callable[[], object]) -> tuple[object, float, int]:
+def timed_build(build: Callable[[], object]) -> tuple[object, float, int, float]:
+    """The built object, wall-clock seconds, RSS growth, and CPU seconds of this process."""
     before = rss()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     built = build()
-    seconds = time.perf_counter() - start
-    return built, seconds, max(rss() - before, 0)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return built, seconds, max(rss() - before, 0), cpu
 
 
-def latencies(search: Callable[[str], object], queries: Sequence[str]) -> tuple[float, float]:
+def latencies(search: Callable[[str], object], queries: Sequence[str]) -> tuple[float, float, float, float]:
+    """Wall-clock p50 and p99, then the same in CPU time of this thread: on a loaded machine the
+    wall clock also counts time spent waiting for the core, the CPU time does not."""
     times = []
+    cpu = []
     for query in queries:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         search(query)
         times.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.thread_time() - start_cpu) * 1000)
     times.sort()
-    return statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+    cpu.sort()
+    at = min(len(times) - 1, round(0.99 * (len(times) - 1)))
+    return statistics.median(times), times[at], statistics.median(cpu), cpu[at]
 
 
-def relevance(
-    rank: Callable[[str], list[int]], pairs: Sequence[tuple[str, int]]
-) -> tuple[float, float, float]:
+def relevance(rank: Callable[[str], list[int]], pairs: Sequence[tuple[str, int]]) -> tuple[float, float, float]:
     r1 = r3 = rr = 0.0
     for query, answer in pairs:
         ranked = rank(query)
@@ -227,11 +268,10 @@ class PlainBm25:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer queries (a few minutes less)")
     parser.add_argument("--queries", type=int, default=0, help="relevance queries per variant (0: all)")
+    parser.add_argument("--only", choices=("speed", "relevance", "faq"), help="run one section (default: all three)")
     args = parser.parse_args()
     if not EVALDATA.exists():
         print(f"evaldata not found at {EVALDATA}", file=sys.stderr)
@@ -245,10 +285,7 @@ def main() -> int:
     microsoft = without_descriptions(originals)
     tickets = ticket_articles(tickets_csv)
     everything = microsoft + tickets
-    print(
-        f"documents: {len(microsoft):,} Microsoft 365 articles + {len(tickets):,} tickets"
-        f" = {len(everything):,}"
-    )
+    print(f"documents: {len(microsoft):,} Microsoft 365 articles + {len(tickets):,} tickets = {len(everything):,}")
     print(f"loader: {len(loaded.errors)} article(s) skipped of {len(originals):,}")
 
     rng = random.Random(20250601)
@@ -260,53 +297,71 @@ def main() -> int:
         "description + typos": [(inject_typos(q, rng), i) for q, i in described],
         "title paraphrase": [(paraphrase_title(originals[i].title, rng), i) for _, i in described],
     }
-    variants["title paraphrase + typos"] = [
-        (inject_typos(q, rng), i) for q, i in variants["title paraphrase"]
-    ]
+    variants["title paraphrase + typos"] = [(inject_typos(q, rng), i) for q, i in variants["title paraphrase"]]
+
+    faq = faq_questions(originals)
+    faq_variants = {"faq question": faq, "faq question + typos": [(inject_typos(q, rng), i) for q, i in faq]}
 
     speed_queries = [q for pairs in variants.values() for q, _ in pairs]
+    speed_queries += [q for pairs in faq_variants.values() for q, _ in pairs]
     rng.shuffle(speed_queries)
-    report_speed(everything, speed_queries[: 300 if args.quick else 2000])
-    report_relevance(microsoft, variants)
+    if args.only in (None, "speed"):
+        print(f"load average: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
+        report_speed(everything, speed_queries[: 300 if args.quick else 2000])
+    if args.only in (None, "relevance"):
+        report_relevance(microsoft, variants, "description -> article")
+    if args.only in (None, "faq"):
+        # Pages are written in the articles' order, named by position (q00000.md...).
+        pages = sorted(load_dir(faq_pages(originals)).articles, key=lambda a: str(a.path))
+        assert len(pages) == len(originals)
+        report_relevance(pages, faq_variants, "FAQ pages (no front matter)")
     return 0
 
 
 def report_speed(everything: Sequence[Article], speed_queries: Sequence[str]) -> None:
-    ours_big, ours_build, ours_mem = timed_build(lambda: KbIndex(everything))
-    bm25_big, bm25_build, bm25_mem = timed_build(lambda: PlainBm25(everything))
+    ours_big, ours_build, ours_mem, ours_cpu = timed_build(lambda: KbIndex(everything))
+    bm25_big, bm25_build, bm25_mem, bm25_cpu = timed_build(lambda: PlainBm25(everything))
     assert isinstance(ours_big, KbIndex) and isinstance(bm25_big, PlainBm25)
     corpus_text = [f"{a.title} {a.summary} {a.plain_body[:2000]}" for a in everything]
-    ours_p50, ours_p99 = latencies(lambda q: ours_big.search(q, limit=5), speed_queries)
-    bm25_p50, bm25_p99 = latencies(lambda q: bm25_big.rank(q, 5), speed_queries)
+    ours_lat = latencies(lambda q: ours_big.search(q, limit=5), speed_queries)
+    bm25_lat = latencies(lambda q: bm25_big.rank(q, 5), speed_queries)
     brute_sample = speed_queries[:50]
-    brute_p50, brute_p99 = latencies(
-        lambda q: process.extract(q, corpus_text, scorer=fuzz.token_set_ratio, limit=5), brute_sample
-    )
+    brute_lat = latencies(lambda q: process.extract(q, corpus_text, scorer=fuzz.token_set_ratio, limit=5), brute_sample)
+    load = os.getloadavg()[0]
 
     print()
     print(f"Speed: {len(everything):,} documents, one core, {len(speed_queries)} queries (mixed variants)")
-    print(f"{'':28}{'build s':>9}{'memory MB':>11}{'p50 ms':>9}{'p99 ms':>9}")
-    print(f"{'ours (KbIndex)':28}{ours_build:9.1f}{ours_mem / 2**20:11.0f}{ours_p50:9.2f}{ours_p99:9.2f}")
-    print(f"{'plain bm25s':28}{bm25_build:9.1f}{bm25_mem / 2**20:11.0f}{bm25_p50:9.2f}{bm25_p99:9.2f}")
-    print(f"{'brute-force rapidfuzz*':28}{'-':>9}{'-':>11}{brute_p50:9.1f}{brute_p99:9.1f}")
+    print(f"{'':24}{'build s':>8}{'memory MB':>10}{'p50 ms':>8}{'p99 ms':>8}{'cpu p50':>9}{'cpu p99':>9}")
+    for name, build, mem, lat in (
+        ("ours (KbIndex)", ours_build, ours_mem, ours_lat),
+        ("plain bm25s", bm25_build, bm25_mem, bm25_lat),
+    ):
+        print(
+            f"{name:24}{build:8.1f}{mem / 2**20:10.0f}"
+            + "".join(f"{v:{w}.2f}" for v, w in zip(lat, (8, 8, 9, 9), strict=True))
+        )
+    print(
+        f"{'brute-force rapidfuzz*':24}{'-':>8}{'-':>10}"
+        + "".join(f"{v:{w}.1f}" for v, w in zip(brute_lat, (8, 8, 9, 9), strict=True))
+    )
+    ours_p50, ours_p99 = ours_lat[0], ours_lat[1]
     print(
         "* token_set_ratio over every document (first 2,000 chars), "
         f"measured on {len(brute_sample)} queries; "
-        f"ours is {brute_p50 / ours_p50:.0f}x faster at p50, {brute_p99 / ours_p99:.0f}x at p99."
+        f"ours is {brute_lat[0] / ours_p50:.0f}x faster at p50, {brute_lat[1] / ours_p99:.0f}x at p99."
     )
-    target = "met" if ours_p99 < 20 and brute_p99 / ours_p99 >= 10 else "NOT met"
+    print(f"build CPU seconds: ours {ours_cpu:.1f}, plain bm25s {bm25_cpu:.1f}")
+    print(f"load average at the end: {load:.2f} on {os.cpu_count()} CPUs (wall-clock times include waiting)")
+    target = "met" if ours_p99 < 20 and brute_lat[1] / ours_p99 >= 10 else "NOT met"
     print(f"target p99 < 20 ms and >= 10x faster than brute force: {target}")
 
 
-def report_relevance(microsoft: Sequence[Article], variants: dict[str, list[tuple[str, int]]]) -> None:
-    described = variants["description"]
+def report_relevance(microsoft: Sequence[Article], variants: dict[str, list[tuple[str, int]]], what: str) -> None:
+    first = next(iter(variants.values()))
     ours = KbIndex(microsoft)
     plain = PlainBm25(microsoft)
     print()
-    print(
-        f"Relevance: description -> article, {len(microsoft):,} Microsoft 365 articles, "
-        f"{len(described)} queries each"
-    )
+    print(f"Relevance: {what}, {len(microsoft):,} Microsoft 365 articles, {len(first)} queries each")
     print(f"{'variant':28}{'system':14}{'R@1':>7}{'R@3':>7}{'MRR':>7}{'ΔMRR':>8}")
     results: dict[tuple[str, str], float] = {}
     for name, pairs in variants.items():
@@ -315,25 +370,19 @@ def report_relevance(microsoft: Sequence[Article], variants: dict[str, list[tupl
         results[(name, "ours")] = ours_r[2]
         results[(name, "bm25s")] = plain_r[2]
         print(f"{name:28}{'plain bm25s':14}{plain_r[0]:7.3f}{plain_r[1]:7.3f}{plain_r[2]:7.3f}")
-        print(
-            f"{'':28}{'ours':14}{ours_r[0]:7.3f}{ours_r[1]:7.3f}{ours_r[2]:7.3f}"
-            f"{ours_r[2] - plain_r[2]:+8.3f}"
-        )
+        print(f"{'':28}{'ours':14}{ours_r[0]:7.3f}{ours_r[1]:7.3f}{ours_r[2]:7.3f}{ours_r[2] - plain_r[2]:+8.3f}")
     print()
-    for clean, typo in (
-        ("description", "description + typos"),
-        ("title paraphrase", "title paraphrase + typos"),
-    ):
+    for clean in variants:
+        typo = f"{clean} + typos"
+        if typo not in variants:
+            continue
         drop = results[(clean, "ours")] - results[(typo, "ours")]
         base_drop = results[(clean, "bm25s")] - results[(typo, "bm25s")]
         verdict = "ok" if drop <= 0.03 else "over the 0.03 budget"
         print(f"typo MRR drop, {clean:17}: ours {drop:+.3f} ({verdict}); plain bm25s {base_drop:+.3f}")
     for name in variants:
         margin = results[(name, "ours")] - results[(name, "bm25s")]
-        print(
-            f"MRR margin over bm25s, {name:26}: {margin:+.3f} ({'> 0.05' if margin > 0.05 else 'NOT > 0.05'})"
-        )
-    return 0
+        print(f"MRR margin over bm25s, {name:26}: {margin:+.3f} ({'> 0.05' if margin > 0.05 else 'NOT > 0.05'})")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ How a query is answered:
    summary, body), combined with field weights: a word in the title says more than the same word
    deep in the body. bm25s keeps the precomputed per-term scores in a sparse matrix; we read it
    directly so each query term can carry its own weight (corrections and synonyms count less).
-3. **Fuzzy re-rank.** The best candidates, plus titles that fuzzily match the whole question
+3. **Re-rank.** The best candidates, plus titles that fuzzily match the whole question
    (when there are few enough titles to scan), are re-scored with rapidfuzz against the title,
-   tags and synonyms, which rescues word-order paraphrases and typos the corrector left alone.
+   tags and synonyms, which rescues word-order paraphrases and typos the corrector left alone,
+   and by coverage (how much of the question the title, tags and summary hold, synonyms included).
 4. **Confidence.** How much of the question's information the best article covers, how well its
    title matches and how far it leads the runner-up give `high`, `medium` or `none`. The cut-offs
    were calibrated on the Microsoft 365 corpus (bench/kb_search.py) and on CLINC150 out-of-scope
@@ -66,9 +67,15 @@ class SearchTuning:
     # Weight of a corrected word and of a synonym relative to a word typed as-is.
     correction_weight: float = 0.85
     synonym_weight: float = 0.4
+    # Weight of two adjacent query words joined into one word the articles use.
+    joined_weight: float = 0.5
     # How many lexical candidates the fuzzy re-rank looks at, and how much it counts.
     rerank_depth: int = 40
-    fuzzy_weight: float = 0.35
+    fuzzy_weight: float = 0.5
+    # Weight of coverage (the idf-weighted share of the question's words, or their synonyms, that a
+    # candidate has in its title, tags or summary) in the re-rank: a coordination factor, so an
+    # article about every word of a short question beats one with many repeats of a single word.
+    coverage_weight: float = 0.3
     # Scan every title with rapidfuzz only below this many titles (keeps p99 flat at 50k documents).
     title_scan_limit: int = 20_000
     # Confidence cut-offs on the 0..1 match score of the best hit (see `_confidence`).
@@ -334,7 +341,11 @@ class KbIndex:
                 corrected.append(word)
             # Synonyms of this word, and of this word joined with the next ("sign in" -> signin).
             # A word the articles never use ("pwd") leans on its synonyms almost fully.
-            synonym_weight = t.synonym_weight if known else 0.9
+            # A corrected word's synonyms count as little as a typed word's (times the correction):
+            # a guess's synonyms must not outweigh the guess.
+            synonym_weight = t.synonym_weight if known or word in corrections else 0.9
+            if word in corrections:
+                synonym_weight *= t.correction_weight
             keys = [corrected[-1]]
             if position + 1 < len(surface):
                 keys.append(f"{surface[position]} {surface[position + 1]}")
@@ -342,6 +353,12 @@ class KbIndex:
                 for synonym in self._synonyms.get(key, ()):
                     if synonym not in STOPWORDS and synonym not in surface:
                         add(synonym, synonym_weight, group)
+            # Two words the articles write as one ("domain controller" -> DomainController,
+            # "share point" -> SharePoint): the joined word too, almost as strongly.
+            if position + 1 < len(surface):
+                joined = word + surface[position + 1]
+                if joined in self._surface_df and joined not in surface:
+                    add(joined, t.joined_weight, group)
             # An unknown word is as informative as the rarest word: a question about something the
             # knowledge base never mentions must not look answered.
             importance = self._idf.get(stem(word), self._max_idf) if known else self._max_idf
@@ -444,7 +461,7 @@ class KbIndex:
         depth = min(t.rerank_depth, len(self.articles))
         if terms.weights and depth:
             top = np.argpartition(scores, len(scores) - depth)[len(scores) - depth :]
-            candidates = {int(i) for i in top if scores[i] > 0}
+            candidates = set(top[scores[top] > 0].tolist())
         else:
             candidates = set()
         question = " ".join(w for w in terms.corrected_words)
@@ -473,12 +490,13 @@ class KbIndex:
             ],
             dtype=np.float32,
         )
-        final = relative + t.fuzzy_weight * fuzzy
+        coverage = self._coverage(terms, cand)
+        final = relative + t.fuzzy_weight * fuzzy + t.coverage_weight * coverage
         if category is not None:
             final = final * np.asarray(
                 [1.15 if self.articles[i].category == category else 1.0 for i in ordered], dtype=np.float32
             )
-        match = np.clip(0.65 * self._coverage(terms, cand) + 0.35 * fuzzy, 0.0, 1.0)
+        match = np.clip(0.65 * coverage + 0.35 * fuzzy, 0.0, 1.0)
         order = np.argsort(-final, kind="stable")[:limit]
         return [RankedHit(int(cand[j]), float(final[j]), float(match[j])) for j in order]
 
