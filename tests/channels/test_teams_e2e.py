@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.store.tables import EventRow, OutboxRow, TicketNoteRow
 from tests.channels.teams_real import (
     ADA,
     ALICE,
@@ -22,7 +23,6 @@ from tests.channels.teams_real import (
     make_real_bot,
     real_settings,
 )
-from bot.store.tables import EventRow, OutboxRow, TicketNoteRow
 from tests.standins.bot_connector import BotConnectorStandIn, Call
 
 

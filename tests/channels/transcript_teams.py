@@ -94,7 +94,8 @@ class TeamsTranscript:
         for call in self._cards(who):
             actions = self.bot.standin.actions(call)
             chosen = next((a for a in actions if a.get("title") == wanted), None)
-            if chosen is None and wanted.isdigit() and 0 < int(wanted) <= len(actions) and call.conversation_id == who.chat:
+            numbered = wanted.isdigit() and 0 < int(wanted) <= len(actions)
+            if chosen is None and numbered and call.conversation_id == who.chat:
                 chosen = actions[int(wanted) - 1]
             if chosen is not None:
                 await self._act(who, call, chosen)
