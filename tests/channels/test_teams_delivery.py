@@ -112,3 +112,23 @@ async def test_pacing_windows() -> None:
 def test_backoff_honours_retry_after_and_jitters() -> None:
     assert backoff(0, 3.0) >= 3.0
     assert len({round(backoff(5), 6) for _ in range(20)}) > 1
+
+
+async def test_personal_chat_opened_once_is_reused_by_email(bot: TeamsBot) -> None:
+    """A chat the connector opened for someone (a notice) is found again by their directory id:
+    the next message to them does not open another one."""
+    from tests.channels.teams_support import PEOPLE, TOM_AAD
+
+    bot.standin.installed.add(TOM_AAD)
+    await bot.post(payload("teams_16_conversationUpdate_bot_added_to_team.json", bot.standin.url))
+    sender = bot.worker.senders["teams"]
+    async with bot.app.sessions() as session, session.begin():
+        from bot.core.models import PlatformUser
+
+        await UnitOfWork(session).remember_person(PEOPLE[TOM_AAD], PlatformUser(Platform.CONSOLE, "tom"), None)
+    for n in range(2):
+        await sender.send(_delivery(Address(Platform.TEAMS, "email:tom.tech@example.com"), Reply(text=f"hi {n}"),
+                                    key=f"hi-{n}"))
+    opened = [c for c in bot.standin.sent("POST") if c.path.rstrip("/") == "/v3/conversations"]
+    assert len(opened) == 1
+    assert len(bot.standin.posts(opened[0].conversation_id)) == 2
