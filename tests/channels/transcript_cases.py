@@ -22,6 +22,13 @@ def flows_for(name: str) -> str:
     return str(CONVERSATIONS / "flows") if name.startswith("tickets_") else "flows"
 
 
+_CONSOLE: dict[str, list[dict[str, Any]]] = {}
+
+
 async def console_events(doc: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
-    extra = dict(doc.get("settings") or {})
-    return await run_transcript(doc, load_settings(flows={"dir": flows_for(name)}, **extra))
+    """The console run (deterministic: a fake clock, one delivery at a time), once per test session
+    for the Teams and Slack comparisons."""
+    if name not in _CONSOLE:
+        extra = dict(doc.get("settings") or {})
+        _CONSOLE[name] = await run_transcript(doc, load_settings(flows={"dir": flows_for(name)}, **extra))
+    return [dict(e) for e in _CONSOLE[name]]
