@@ -231,6 +231,8 @@ class TicketService:
             target = route.get(platform.value, "")
             if platform is Platform.SLACK and not target:
                 target = self.settings.slack.queue_channel
+            if platform is Platform.TEAMS and not target:
+                target = self.settings.teams.queue_channel  # HELPDESK_TEAMS__QUEUE_CHANNEL (docs/teams.md)
             if not target:
                 continue
             if platform is Platform.CONSOLE and target == CONSOLE_FANOUT:

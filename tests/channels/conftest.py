@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,29 +16,16 @@ from bot.channels.teams.wiring import teams_channel
 from bot.outbox.worker import OutboxWorker
 from bot.settings import Settings, load_settings
 from bot.store.migrate import upgrade
-from tests.channels.teams_support import FakeActions, FakeDesk, FakeKb, FakeResolver, asgi_client, write_flows
+from tests.channels.teams_support import QUEUE, asgi_client, write_flows
 from tests.standins.bot_connector import BotConnectorStandIn
 
 
-def _stub_kb_render() -> None:
-    """The knowledge-base issue provides bot.kb.render; until it lands, a minimal stand-in."""
-    try:
-        import bot.kb.render  # noqa: F401
-    except ImportError:
-        module = types.ModuleType("bot.kb.render")
-
-        def article_to_text(article: Any, max_chars: int = 2500, platform: str = "console") -> str:
-            parts = [f"{s['heading']}\n{s['body']}" for s in article.get("sections", [])]
-            return "\n\n".join(parts)[:max_chars]
-
-        module.article_to_text = article_to_text  # type: ignore[attr-defined]
-        sys.modules["bot.kb.render"] = module
-
-
 def teams_settings(tmp_path: Path, **teams: Any) -> Settings:
+    """The real stack (demo directory, self-service, knowledge base, tickets, outages) with the small
+    flow set of teams_support (card mechanics) and anonymous Teams for the stand-in."""
     flows = tmp_path / "flows"
     write_flows(flows)
-    values = {"enabled": True, "allow_anonymous": True, "queue_channel": "", "interim_after_seconds": 30.0}
+    values = {"enabled": True, "allow_anonymous": True, "queue_channel": QUEUE, "interim_after_seconds": 30.0}
     values.update(teams)
     return load_settings(database={"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
                          flows={"dir": str(flows)}, teams=values, app={"data_dir": str(tmp_path)})
@@ -53,7 +38,6 @@ class TeamsBot:
     client: httpx.AsyncClient
     standin: BotConnectorStandIn
     worker: OutboxWorker
-    desk: FakeDesk
 
     async def post(self, activity: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
         response = await self.client.post("/api/messages", json=activity, headers=headers or {})
@@ -69,23 +53,12 @@ class TeamsBot:
 
 
 async def make_bot(settings: Settings, standin: BotConnectorStandIn) -> TeamsBot:
-    _stub_kb_render()
     await upgrade(settings.database_url)
     app = await build_app(settings)
-    resolver = FakeResolver()
-    app.resolver = resolver
-    app.pipeline.resolver = resolver
-    app.pipeline.actions = FakeActions()
-    app.pipeline.kb = FakeKb()
-    desk = FakeDesk()
-    app.pipeline.tickets = desk
-    # A small fake desk stands in for bot/tickets here.
-    app.pipeline.handlers = [h for h in app.pipeline.handlers if type(h).__name__ != "TicketHandler"]
-    app.pipeline.add_handler(desk)
     routes = teams_routes(app)
     channel = teams_channel(app)
     worker = OutboxWorker(app.sessions, build_senders(settings, app), max_attempts=3)
-    return TeamsBot(app, channel, asgi_client(routes), standin, worker, desk)
+    return TeamsBot(app, channel, asgi_client(routes), standin, worker)
 
 
 @pytest.fixture

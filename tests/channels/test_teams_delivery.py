@@ -86,37 +86,6 @@ async def test_find_delivered_closes_the_duplicate_window(bot: TeamsBot) -> None
     assert await sender.find_delivered(delivery) == sent
 
 
-async def test_outage_notice_to_channel_and_personal_chat_updated_in_place(bot: TeamsBot) -> None:
-    await bot.post(payload("teams_16_conversationUpdate_bot_added_to_team.json", bot.standin.url))
-    await bot.post(payload("teams_16b_conversationUpdate_bot_added_personal.json", bot.standin.url))
-    targets = [Address(Platform.TEAMS, CHANNEL), Address(Platform.TEAMS, ALICE_CHAT)]
-    notice = Reply(text="**Email is down**\n\nWe are on it.", template="outage_notice")
-    async with bot.app.sessions() as session, session.begin():
-        uow = UnitOfWork(session)
-        for n, address in enumerate(targets):
-            uow.enqueue(Outbound(address, notice), idempotency_key=f"outage:1:post:{n}", group_key="outage:1")
-    await bot.worker.drain()
-    posted = {c.conversation_id: c for c in bot.standin.posts() if "Email is down" in str(c.body)}
-    assert set(posted) == {CHANNEL, ALICE_CHAT}
-    resolved = Reply(text="**Email is back**\n\nResolved at 10:40.", template="outage_resolved")
-    async with bot.app.sessions() as session, session.begin():
-        uow = UnitOfWork(session)
-        for n, address in enumerate(targets):
-            uow.enqueue(Outbound(address, resolved, update_ref=f"outage:1:post:{n}"),
-                        idempotency_key=f"outage:1:update:{n}", group_key="outage:1", kind="update")
-    await bot.worker.drain()
-    updates = bot.standin.sent("PUT")
-    assert sorted(u.conversation_id for u in updates) == sorted([CHANNEL, ALICE_CHAT])
-    async with bot.app.sessions() as session:
-        posted_ids = {r.message_ref for r in (await session.execute(
-            select(OutboxRow).where(OutboxRow.idempotency_key.like("outage:1:post:%")))).scalars()}
-    assert {u.activity_id for u in updates} == posted_ids
-    assert all("Email is back" in str(u.body) for u in updates)
-    async with bot.app.sessions() as session:
-        statuses = {r.idempotency_key: r.status for r in (await session.execute(select(OutboxRow))).scalars()}
-    assert all(s == "sent" for k, s in statuses.items() if k.startswith("outage:1"))
-
-
 async def test_update_of_a_deleted_message_is_undeliverable(bot: TeamsBot) -> None:
     await bot.post(payload("teams_16_conversationUpdate_bot_added_to_team.json", bot.standin.url))
     sender = bot.worker.senders["teams"]
@@ -143,3 +112,23 @@ async def test_pacing_windows() -> None:
 def test_backoff_honours_retry_after_and_jitters() -> None:
     assert backoff(0, 3.0) >= 3.0
     assert len({round(backoff(5), 6) for _ in range(20)}) > 1
+
+
+async def test_personal_chat_opened_once_is_reused_by_email(bot: TeamsBot) -> None:
+    """A chat the connector opened for someone (a notice) is found again by their directory id:
+    the next message to them does not open another one."""
+    from tests.channels.teams_support import PEOPLE, TOM_AAD
+
+    bot.standin.installed.add(TOM_AAD)
+    await bot.post(payload("teams_16_conversationUpdate_bot_added_to_team.json", bot.standin.url))
+    sender = bot.worker.senders["teams"]
+    async with bot.app.sessions() as session, session.begin():
+        from bot.core.models import PlatformUser
+
+        await UnitOfWork(session).remember_person(PEOPLE[TOM_AAD], PlatformUser(Platform.CONSOLE, "tom"), None)
+    for n in range(2):
+        await sender.send(_delivery(Address(Platform.TEAMS, "email:tom.tech@example.com"), Reply(text=f"hi {n}"),
+                                    key=f"hi-{n}"))
+    opened = [c for c in bot.standin.sent("POST") if c.path.rstrip("/") == "/v3/conversations"]
+    assert len(opened) == 1
+    assert len(bot.standin.posts(opened[0].conversation_id)) == 2

@@ -31,6 +31,7 @@ class Call:
     body: Any
     status: int
     authorization: str | None
+    created_id: str | None = None  # the id the stand-in gave a new activity (POST)
 
 
 @dataclass
@@ -154,7 +155,7 @@ class BotConnectorStandIn:
         if method == "POST":
             new_id = f"{1700000000000 + next(self._ids)}"
             self.activities[new_id] = body or {}
-            self.calls.append(Call(method, path, conversation_id, activity_id, body, 200, auth))
+            self.calls.append(Call(method, path, conversation_id, activity_id, body, 200, auth, new_id))
             return web.json_response({"id": new_id})
         if method == "PUT" and activity_id:
             self.activities[activity_id] = body or {}

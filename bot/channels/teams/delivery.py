@@ -53,6 +53,10 @@ class Deliverer:
     async def personal_target(self, *, email: str | None = None, aad_object_id: str | None = None,
                               user_id: str | None = None, tenant_id: str | None = None) -> Target:
         """The person's personal chat; opened through the connector when we have not seen it."""
+        if email and not aad_object_id:
+            # A chat opened earlier for this person (a notice, a private reply) is found by their
+            # directory id even before they have written to the bot themselves.
+            aad_object_id = await self.refs.directory_id(email)
         row = await self.refs.personal_for(aad_object_id=aad_object_id, email=email)
         if row is not None and row.installed:
             return Target(row.service_url, row.conversation_id, row.conversation_id, True)
