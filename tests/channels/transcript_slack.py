@@ -174,7 +174,7 @@ async def slack_transcript_events(doc: Mapping[str, Any], tmp: Path, *, flows_di
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_asgi(app, [mount])),
                                    base_url="http://slack.test")
         try:
-            harness = Harness(client, standin, mount, worker, app, None, settings)  # type: ignore[arg-type]
+            harness = Harness(client, standin, mount, worker, app, settings)
             return await SlackTranscript(harness, clock).run(doc)
         finally:
             await client.aclose()
