@@ -25,6 +25,18 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_ident(value: str, what: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(f"{what} is lower_snake_case (letters, digits, _)")
+    return value
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        re.compile(value)
+    return value
+
+
 def slugify(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") or "choice"
 
@@ -53,16 +65,12 @@ class FieldSpec(Strict):
     @field_validator("name")
     @classmethod
     def _ident(cls, value: str) -> str:
-        if not _IDENT.match(value):
-            raise ValueError("a field name is lower_snake_case (letters, digits, _)")
-        return value
+        return _check_ident(value, "a field name")
 
     @field_validator("pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            re.compile(value)
-        return value
+        return _check_regex(value)
 
     @model_validator(mode="after")
     def _choice_has_options(self) -> FieldSpec:
@@ -80,9 +88,7 @@ class StepBase(Strict):
     @field_validator("id")
     @classmethod
     def _ident(cls, value: str) -> str:
-        if not _IDENT.match(value):
-            raise ValueError("a step id is lower_snake_case (letters, digits, _)")
-        return value
+        return _check_ident(value, "a step id")
 
 
 class Texty(StepBase):
@@ -115,9 +121,7 @@ class AskStep(Texty):
     @field_validator("pattern")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            re.compile(value)
-        return value
+        return _check_regex(value)
 
     @model_validator(mode="after")
     def _shape(self) -> AskStep:
@@ -207,9 +211,7 @@ class Flow(Strict):
     @field_validator("id")
     @classmethod
     def _ident(cls, value: str) -> str:
-        if not _IDENT.match(value):
-            raise ValueError("a flow id is lower_snake_case (letters, digits, _)")
-        return value
+        return _check_ident(value, "a flow id")
 
     def step(self, step_id: str) -> Any:
         for step in self.steps:

@@ -27,15 +27,6 @@ from tests.standins.bot_connector import BotConnectorStandIn, Call
 
 
 @pytest.fixture
-async def standin() -> AsyncIterator[BotConnectorStandIn]:
-    server = await BotConnectorStandIn().start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
 async def real(tmp_path: Path, standin: BotConnectorStandIn) -> AsyncIterator[RealTeamsBot]:
     bot = await make_real_bot(real_settings(tmp_path), standin)
     try:
