@@ -50,7 +50,7 @@ CATEGORIES = frozenset(
 )
 AUDIENCES = frozenset({"employee", "technician"})
 REQUIRED_FIELDS = ("id", "title", "summary", "tags", "category", "audience", "updated")
-ARTICLE_SUFFIXES = (".md", ".markdown")
+ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")  # plain-text FAQ pages load too
 # Past this size an article is indexed only in part: nobody reads a 1 MB answer in chat, and one
 # pasted log file must not slow every search.
 MAX_ARTICLE_BYTES = 512 * 1024
@@ -300,6 +300,12 @@ def parse_article(
     if title is None:
         heading = _HEADING.search(body)
         title = markdown_to_plain(heading.group(1)).strip() if heading else ""
+        if not title:
+            # A page without a heading whose first line is a question (a FAQ page), or a plain-text
+            # page: that first line is its title.
+            first = next((line.strip() for line in body.splitlines() if line.strip()), "")
+            if first and len(first) <= 200 and (first.endswith("?") or path.suffix.lower() == ".txt"):
+                title = markdown_to_plain(first).strip()
     if not title:
         title = rel.stem.replace("-", " ").replace("_", " ").strip().capitalize() or article_id
 

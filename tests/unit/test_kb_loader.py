@@ -130,3 +130,16 @@ def test_starter_articles_are_clean_and_cover_the_it_labels() -> None:
         assert article.audience == "employee"
         assert article.flows and article.category in article.flows, article.id
         assert article.summary and article.tags and article.updated
+
+
+def test_faq_pages_without_front_matter_take_their_question_as_title(tmp_path: Path) -> None:
+    from bot.kb.loader import load_dir
+
+    (tmp_path / "wifi.txt").write_text("How can I connect to the guest Wi-Fi?\n\nPick the network Guest.\n",
+                                       encoding="utf-8")
+    (tmp_path / "pin.md").write_text("How do I reset my voicemail PIN?\n\nCall the voicemail system.\n",
+                                     encoding="utf-8")
+    (tmp_path / "plain.md").write_text("Printers are on every floor.\n", encoding="utf-8")
+    titles = {a.id: a.title for a in load_dir(tmp_path).articles}
+    assert titles == {"wifi": "How can I connect to the guest Wi-Fi?", "pin": "How do I reset my voicemail PIN?",
+                      "plain": "Plain"}
