@@ -14,7 +14,12 @@ How a query is answered:
    (when there are few enough titles to scan), are re-scored with rapidfuzz against the title,
    tags and synonyms, which rescues word-order paraphrases and typos the corrector left alone,
    and by coverage (how much of the question the title, tags and summary hold, synonyms included).
-4. **Confidence.** How much of the question's information the best article covers, how well its
+4. **Meaning.** Each article also has a sentence vector (bot/kb/semantic.py: title, and title with
+   summary and the start of the body); the question's vector, typos corrected, adds its cosine
+   similarity to the re-rank score. It sees that "can't get into my account" is about signing in
+   when no word is shared. With few enough articles the nearest few by meaning also join the
+   candidates.
+5. **Confidence.** How much of the question's information the best article covers, how well its
    title matches and how far it leads the runner-up give `high`, `medium` or `none`. The cut-offs
    were calibrated on the Microsoft 365 corpus (bench/kb_search.py) and on CLINC150 out-of-scope
    questions.
@@ -38,8 +43,10 @@ from rapidfuzz.distance import OSA
 
 from bot.core.ports import KbHit, KbResult
 from bot.kb.loader import Article, LoadProblem, load_dir
+from bot.kb.semantic import StaticEmbedder, load_embedder
 from bot.kb.synonyms import build_synonym_map
 from bot.kb.text import STOPWORDS, content_words, has_topic, stem, stems
+from bot.kb.text import words as surface_words
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -76,6 +83,19 @@ class SearchTuning:
     # candidate has in its title, tags or summary) in the re-rank: a coordination factor, so an
     # article about every word of a short question beats one with many repeats of a single word.
     coverage_weight: float = 0.3
+    # Weight of the cosine similarity between the question's sentence vector and an article's
+    # title vector, and its title + summary + body vector (0 turns the semantic signal off).
+    semantic_title_weight: float = 1.5
+    semantic_body_weight: float = 0.5
+    # The articles nearest the question by meaning that join the candidates even with no word in
+    # common, found by scanning every article's vector, which is done below semantic_scan_limit
+    # articles (a help desk's own knowledge base; at 50,000 documents the scan would cost ~6 ms).
+    semantic_candidates: int = 10
+    semantic_scan_limit: int = 20_000
+    # A long question (a pasted error, a paragraph) carries enough words for the lexical score, and
+    # its averaged vector blurs: past this many content words the semantic weight shrinks in
+    # proportion (6 words: full weight; 12 words: half).
+    semantic_full_weight_words: int = 6
     # Scan every title with rapidfuzz only below this many titles (keeps p99 flat at 50k documents).
     title_scan_limit: int = 20_000
     # Confidence cut-offs on the 0..1 match score of the best hit (see `_confidence`).
@@ -118,6 +138,9 @@ class RankedHit:
     index: int
     score: float
     match: float
+    # The score from words alone (without the sentence vectors): what the relative floor compares,
+    # since the vectors add a similar amount to every candidate and would let noise through.
+    words_score: float = 0.0
 
 
 class KbIndex:
@@ -134,6 +157,7 @@ class KbIndex:
         *,
         tuning: SearchTuning | None = None,
         source: Path | None = None,
+        semantic: bool = True,
     ) -> None:
         self.tuning = tuning or SearchTuning()
         self.articles: tuple[Article, ...] = tuple(articles)
@@ -141,18 +165,27 @@ class KbIndex:
         self.source = source
         self._by_id = {a.id: i for i, a in enumerate(self.articles)}
         self._synonyms = build_synonym_map()
+        uses_vectors = self.tuning.semantic_title_weight > 0 or self.tuning.semantic_body_weight > 0
+        self._embedder: StaticEmbedder | None = load_embedder() if semantic and uses_vectors else None
         self._build()
 
     # ----- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_dir(cls, path: Path | str, *, tuning: SearchTuning | None = None) -> KbIndex:
+    def from_dir(cls, path: Path | str, *, tuning: SearchTuning | None = None, semantic: bool = True) -> KbIndex:
         loaded = load_dir(Path(path))
-        return cls(loaded.articles, loaded.problems, tuning=tuning, source=Path(path))
+        return cls(loaded.articles, loaded.problems, tuning=tuning, source=Path(path), semantic=semantic)
 
     @classmethod
-    def from_articles(cls, articles: Sequence[Article], *, tuning: SearchTuning | None = None) -> KbIndex:
-        return cls(articles, tuning=tuning)
+    def from_articles(
+        cls, articles: Sequence[Article], *, tuning: SearchTuning | None = None, semantic: bool = True
+    ) -> KbIndex:
+        return cls(articles, tuning=tuning, semantic=semantic)
+
+    @property
+    def semantic(self) -> bool:
+        """Whether ranking uses sentence vectors (False: lexical only)."""
+        return self._vectors is not None
 
     def _build(self) -> None:
         t = self.tuning
@@ -239,6 +272,25 @@ class KbIndex:
         # token_sort_ratio is ratio() of the words sorted: sort the titles once, not per query.
         self._title_texts = [" ".join(sorted(text.split())) for _, text in self._title_scan]
         self._correct = lru_cache(maxsize=20_000)(self._correct_uncached)
+        self._vectors = self._article_vectors()
+
+    def _article_vectors(self) -> FloatArray | npt.NDArray[np.float16] | None:
+        """One vector per article: the weighted sum of its title's and its text's unit vectors, so one
+        dot product gives the weighted sum of both similarities. Kept in float32 when every article
+        is scanned per query, in float16 (half the memory) when only re-ranked candidates are."""
+        t = self.tuning
+        if self._embedder is None or not self.articles:
+            return None
+        titles = self._embedder.embed([a.title for a in self.articles])
+        texts = self._embedder.embed(
+            [f"{a.title}\n{a.summary}\n{a.plain_body[:1000]}" for a in self.articles]
+        )
+        combined = t.semantic_title_weight * titles + t.semantic_body_weight * texts
+        return combined if self._semantic_scan else combined.astype(np.float16)
+
+    @property
+    def _semantic_scan(self) -> bool:
+        return self.tuning.semantic_candidates > 0 and len(self.articles) <= self.tuning.semantic_scan_limit
 
     def _field_index(self, corpus: list[list[str]], weight: float, *, exact: bool) -> _FieldIndex:
         retriever = bm25s.BM25(k1=self.tuning.k1, b=self.tuning.b)
@@ -298,8 +350,8 @@ class KbIndex:
             for r in ranked
         )
         if ranked and self.tuning.relative_floor > 0:
-            floor = ranked[0].score * self.tuning.relative_floor
-            keep = [i for i, r in enumerate(ranked) if i == 0 or r.score >= floor]
+            floor = ranked[0].words_score * self.tuning.relative_floor
+            keep = [i for i, r in enumerate(ranked) if i == 0 or r.words_score >= floor]
             ranked, hits = [ranked[i] for i in keep], tuple(hits[i] for i in keep)
         confidence = self._confidence(ranked, words=len(content_words(query)))
         if confidence == "none":
@@ -475,6 +527,12 @@ class KbIndex:
             ):
                 del similarity
                 candidates.add(self._title_scan[pos][0])
+        question_vector = self._question_vector(query, terms)
+        if question_vector is not None and self._semantic_scan:
+            assert self._vectors is not None
+            nearness = self._vectors @ question_vector
+            k = min(t.semantic_candidates, len(nearness))
+            candidates.update(np.argpartition(-nearness, k - 1)[:k].tolist())
         if not candidates:
             return []
 
@@ -492,13 +550,32 @@ class KbIndex:
         )
         coverage = self._coverage(terms, cand)
         final = relative + t.fuzzy_weight * fuzzy + t.coverage_weight * coverage
+        words_only = final
+        if question_vector is not None:
+            assert self._vectors is not None
+            asked = max(len(terms.evidence), 1)
+            scale = min(1.0, t.semantic_full_weight_words / asked) if t.semantic_full_weight_words > 0 else 1.0
+            final = final + scale * (self._vectors[cand].astype(np.float32) @ question_vector)
         if category is not None:
-            final = final * np.asarray(
+            boost = np.asarray(
                 [1.15 if self.articles[i].category == category else 1.0 for i in ordered], dtype=np.float32
             )
+            final, words_only = final * boost, words_only * boost
         match = np.clip(0.65 * coverage + 0.35 * fuzzy, 0.0, 1.0)
         order = np.argsort(-final, kind="stable")[:limit]
-        return [RankedHit(int(cand[j]), float(final[j]), float(match[j])) for j in order]
+        return [RankedHit(int(cand[j]), float(final[j]), float(match[j]), float(words_only[j])) for j in order]
+
+    def _question_vector(self, query: str, terms: QueryTerms) -> FloatArray | None:
+        """The question's sentence vector, typed words replaced by their corrections (a typo's
+        word pieces would point nowhere)."""
+        if self._embedder is None or self._vectors is None or not terms.evidence:
+            return None
+        embedder = self._embedder
+        # A word the articles never use but the vectors know as a word ("pointer", which the
+        # corrector would read as "printer") keeps its own meaning.
+        fixes = terms.corrections
+        text = " ".join(w if w not in fixes or embedder.is_word(w) else fixes[w] for w in surface_words(query))
+        return embedder.embed_one(text) if text else None
 
     def _confidence(self, ranked: Sequence[RankedHit], words: int = 2) -> str:
         if not ranked:

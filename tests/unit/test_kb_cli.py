@@ -25,7 +25,8 @@ def test_search_jsonl_one_line_per_query_best_first() -> None:
     assert len(first) <= 3 and [h["score"] for h in first] == sorted(
         (h["score"] for h in first), reverse=True
     )
-    assert lines[1]["hits"] == []
+    # Nothing answers it: at most the nearest articles by meaning, scoring far below a real answer.
+    assert all(h["score"] < first[0]["score"] / 2 for h in lines[1]["hits"])
     assert lines[2]["hits"][0]["id"] == "vpn-wont-connect"
 
 
