@@ -18,11 +18,17 @@ What it prints, all from the same run, pinned to one CPU core:
    The article's own description is removed from what is indexed, so the query is not in its answer.
    Variants: the descriptions as written, with typos in a third of the words, and a paraphrase of
    the title (words reordered, common synonyms swapped, function words changed), also with typos.
+   Then the descriptions again with each left in its article ("pasted text": words alone are
+   near-certain there, and the sentence vectors must not get in the way).
 3. FAQ relevance: every Microsoft article rewritten as a short FAQ page (no front matter: the title
    as its heading, the first ~150 words as the answer), loaded from disk like `kb search --kb DIR`
-   would, and queried with bench/faq_dev.tsv: ~190 informal user questions written for this project
-   (different words, shorter, "can't get into..."), clean and with typos in a third of the words.
-   It stands in for the held-out FAQ set, which we do not have.
+   would, and queried with informal user questions written for this project (different words,
+   shorter, "can't get into..."): bench/faq_dev.tsv (~190, tuned on) and bench/faq_check.tsv (40,
+   written later and never tuned on), clean and with typos in a third of the words (four draws
+   per question). They stand in for the held-out FAQ set, which we do not have.
+
+Every relevance table also shows "ours, lexical only" (sentence vectors off), so the share of the
+semantic signal (bot/kb/semantic.py) is visible.
 
     python bench/kb_search.py --only faq     # one section: speed, relevance or faq
 """
@@ -106,6 +112,10 @@ def without_descriptions(articles: Sequence[Article]) -> list[Article]:
 
 _HEADING_LINE = re.compile(r"^\s*#.*$", re.MULTILINE)
 FAQ_DEV = REPO / "bench" / "faq_dev.tsv"
+FAQ_CHECK = REPO / "bench" / "faq_check.tsv"
+# Typo variants of the FAQ questions: this many differently misspelt copies of each, so that a
+# 40-question set measures the typo drop rather than the luck of one draw.
+TYPO_DRAWS = 4
 
 
 def faq_pages(articles: Sequence[Article]) -> Path:
@@ -122,11 +132,11 @@ def faq_pages(articles: Sequence[Article]) -> Path:
     return folder
 
 
-def faq_questions(originals: Sequence[Article]) -> list[tuple[str, int]]:
-    """(question, index of the answering page) from bench/faq_dev.tsv."""
+def faq_questions(originals: Sequence[Article], path: Path = FAQ_DEV) -> list[tuple[str, int]]:
+    """(question, index of the answering page) from a question file (bench/faq_dev.tsv)."""
     position = {a.id: i for i, a in enumerate(originals)}
     pairs = []
-    for line in FAQ_DEV.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             article_id, question = line.split("\t", 1)
             pairs.append((question, position[article_id]))
@@ -299,8 +309,11 @@ def main() -> int:
     }
     variants["title paraphrase + typos"] = [(inject_typos(q, rng), i) for q, i in variants["title paraphrase"]]
 
-    faq = faq_questions(originals)
-    faq_variants = {"faq question": faq, "faq question + typos": [(inject_typos(q, rng), i) for q, i in faq]}
+    faq_variants: dict[str, list[tuple[str, int]]] = {}
+    for name, path in (("faq dev", FAQ_DEV), ("faq check", FAQ_CHECK)):
+        questions = faq_questions(originals, path)
+        faq_variants[name] = questions
+        faq_variants[f"{name} + typos"] = [(inject_typos(q, rng), i) for _ in range(TYPO_DRAWS) for q, i in questions]
 
     speed_queries = [q for pairs in variants.values() for q, _ in pairs]
     speed_queries += [q for pairs in faq_variants.values() for q, _ in pairs]
@@ -310,6 +323,10 @@ def main() -> int:
         report_speed(everything, speed_queries[: 300 if args.quick else 2000])
     if args.only in (None, "relevance"):
         report_relevance(microsoft, variants, "description -> article")
+        # The same descriptions with each left in its article: a pasted sentence the answer
+        # contains word for word, where words alone are near-certain and meaning must not get in
+        # the way.
+        report_relevance(originals, {"description, in its article": described}, "pasted text -> article")
     if args.only in (None, "faq"):
         # Pages are written in the articles' order, named by position (q00000.md...).
         pages = sorted(load_dir(faq_pages(originals)).articles, key=lambda a: str(a.path))
@@ -320,10 +337,14 @@ def main() -> int:
 
 def report_speed(everything: Sequence[Article], speed_queries: Sequence[str]) -> None:
     ours_big, ours_build, ours_mem, ours_cpu = timed_build(lambda: KbIndex(everything))
+    lex_big, lex_build, lex_mem, _ = timed_build(lambda: KbIndex(everything, semantic=False))
     bm25_big, bm25_build, bm25_mem, bm25_cpu = timed_build(lambda: PlainBm25(everything))
-    assert isinstance(ours_big, KbIndex) and isinstance(bm25_big, PlainBm25)
+    assert isinstance(ours_big, KbIndex) and isinstance(bm25_big, PlainBm25) and isinstance(lex_big, KbIndex)
+    if not ours_big.semantic:
+        print("WARNING: sentence vectors unavailable, 'ours' is lexical only", file=sys.stderr)
     corpus_text = [f"{a.title} {a.summary} {a.plain_body[:2000]}" for a in everything]
     ours_lat = latencies(lambda q: ours_big.search(q, limit=5), speed_queries)
+    lex_lat = latencies(lambda q: lex_big.search(q, limit=5), speed_queries)
     bm25_lat = latencies(lambda q: bm25_big.rank(q, 5), speed_queries)
     brute_sample = speed_queries[:50]
     brute_lat = latencies(lambda q: process.extract(q, corpus_text, scorer=fuzz.token_set_ratio, limit=5), brute_sample)
@@ -334,6 +355,7 @@ def report_speed(everything: Sequence[Article], speed_queries: Sequence[str]) ->
     print(f"{'':24}{'build s':>8}{'memory MB':>10}{'p50 ms':>8}{'p99 ms':>8}{'cpu p50':>9}{'cpu p99':>9}")
     for name, build, mem, lat in (
         ("ours (KbIndex)", ours_build, ours_mem, ours_lat),
+        ("ours, lexical only", lex_build, lex_mem, lex_lat),
         ("plain bm25s", bm25_build, bm25_mem, bm25_lat),
     ):
         print(
@@ -357,20 +379,22 @@ def report_speed(everything: Sequence[Article], speed_queries: Sequence[str]) ->
 
 
 def report_relevance(microsoft: Sequence[Article], variants: dict[str, list[tuple[str, int]]], what: str) -> None:
-    first = next(iter(variants.values()))
     ours = KbIndex(microsoft)
+    lexical = KbIndex(microsoft, semantic=False)
     plain = PlainBm25(microsoft)
     print()
-    print(f"Relevance: {what}, {len(microsoft):,} Microsoft 365 articles, {len(first)} queries each")
-    print(f"{'variant':28}{'system':14}{'R@1':>7}{'R@3':>7}{'MRR':>7}{'ΔMRR':>8}")
+    print(f"Relevance: {what}, {len(microsoft):,} Microsoft 365 articles")
+    print(f"{'variant':28}{'queries':>8}  {'system':20}{'R@1':>7}{'R@3':>7}{'MRR':>7}{'ΔMRR':>8}")
     results: dict[tuple[str, str], float] = {}
     for name, pairs in variants.items():
         ours_r = relevance(lambda q: [h.index for h in ours.rank(q, limit=10)], pairs)
+        lexical_r = relevance(lambda q: [h.index for h in lexical.rank(q, limit=10)], pairs)
         plain_r = relevance(lambda q: plain.rank(q, 10), pairs)
         results[(name, "ours")] = ours_r[2]
         results[(name, "bm25s")] = plain_r[2]
-        print(f"{name:28}{'plain bm25s':14}{plain_r[0]:7.3f}{plain_r[1]:7.3f}{plain_r[2]:7.3f}")
-        print(f"{'':28}{'ours':14}{ours_r[0]:7.3f}{ours_r[1]:7.3f}{ours_r[2]:7.3f}{ours_r[2] - plain_r[2]:+8.3f}")
+        print(f"{name:28}{len(pairs):8}  {'plain bm25s':20}{plain_r[0]:7.3f}{plain_r[1]:7.3f}{plain_r[2]:7.3f}")
+        for label, r in (("ours, lexical only", lexical_r), ("ours", ours_r)):
+            print(f"{'':38}{label:20}{r[0]:7.3f}{r[1]:7.3f}{r[2]:7.3f}{r[2] - plain_r[2]:+8.3f}")
     print()
     for clean in variants:
         typo = f"{clean} + typos"
