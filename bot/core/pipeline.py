@@ -427,13 +427,10 @@ class Pipeline:
         if article is None:
             turn.say("article_missing", {"article_id": article_id})
             return
-        from bot.kb.render import article_to_text
-
-        # Article text is escaped for the platform like any other value (staff write articles,
-        # but a stray `<` must not turn into a Slack control sequence).
-        body = article_to_text(article, max_chars=2500)
+        # The template formats the article for the channel (the `article_body` filter: Slack
+        # mrkdwn escaped, Teams card markdown, plain text), below its title and summary.
         turn.say("kb_article", {"title": article.get("title", ""), "summary": article.get("summary", ""),
-                                "body": body},
+                                "article": article},
                  buttons=[Button("This solved it", "kb:solved", "primary"), Button("Still need help", "kb:unsolved")])
 
     async def _run_action(self, turn: Turn, effect: RunAction) -> ActionAnswer:

@@ -12,7 +12,8 @@ so with `truncated`, so the renderer can link to the rest.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from markdown_it import MarkdownIt
@@ -280,27 +281,93 @@ def links_as_text(text: str) -> str:
     return _LINK.sub(plain, text)
 
 
-def article_to_text(article: Article | Mapping[str, Any], max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """A readable plain-text / Markdown version: numbered steps, fenced code, links as `text (url)`,
-    cut at a section or paragraph boundary with a pointer to the full article."""
+@dataclass(frozen=True, slots=True)
+class ArticleStyle:
+    """How one channel writes an article: inline text, headings, list items and code."""
+
+    inline: Callable[[str], str]
+    heading: Callable[[str], str]
+    bullet: str
+    code: Callable[[str, str], str]
+
+
+def _plain_code(code: str, language: str) -> str:
+    return f"```{language}\n{code}\n```"
+
+
+# Plain text / Markdown: links as `text (url)`, headings as `## `, fenced code (console, logs).
+PLAIN = ArticleStyle(inline=links_as_text, heading=lambda text: f"## {links_as_text(text)}", bullet="-",
+                     code=_plain_code)
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def _slack_inline(text: str) -> str:
+    """Slack mrkdwn: `&`, `<`, `>` escaped first, then `**b**` -> `*b*` and `[t](u)` -> `<u|t>`."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _BOLD.sub(r"*\1*", text)
+    return _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1).replace('|', '/')}>" if m.group(1) else f"<{m.group(2)}>",
+                     text)
+
+
+def _slack_code(code: str, language: str) -> str:
+    del language
+    return "```\n" + code.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") + "\n```"
+
+
+SLACK = ArticleStyle(inline=_slack_inline, heading=lambda text: f"*{_slack_inline(text).replace('*', '')}*",
+                     bullet="•", code=_slack_code)
+
+_CODE_SPAN = re.compile(r"`([^`]*)`")
+
+
+def _teams_inline(text: str) -> str:
+    """Adaptive Card TextBlock markdown knows bold, italic, lists and links, not code: the text of a
+    code span stays, its backticks go. Articles are written by the help desk, so their Markdown is
+    kept rather than escaped (titles and anything a person typed are still escaped)."""
+    return _CODE_SPAN.sub(r"\1", text)
+
+
+def _teams_code(code: str, language: str) -> str:
+    del language
+    return code
+
+
+TEAMS = ArticleStyle(inline=_teams_inline, heading=lambda text: f"**{_teams_inline(text).replace('**', '')}**",
+                     bullet="-", code=_teams_code)
+
+
+def article_to_text(
+    article: Article | Mapping[str, Any],
+    max_chars: int = DEFAULT_MAX_CHARS,
+    *,
+    style: ArticleStyle = PLAIN,
+    head: bool = True,
+) -> str:
+    """A readable version in a channel's style (plain Markdown by default): numbered steps, code,
+    links kept, cut at a section or paragraph boundary with a pointer to the full article.
+    `head=False` leaves out the title and summary, for a template that shows them itself."""
     data: Mapping[str, Any] = (
         article_to_dict(article, max_chars=None) if isinstance(article, Article) else article
     )
     where = data.get("url") or data.get("id")
-    tail = f"(continued in the full article: {where})"
-    head = [str(data["title"])]
-    if data.get("summary"):
-        head.append(links_as_text(str(data["summary"])))
-    chunks: list[str] = ["\n".join(head)]
+    tail = style.inline(f"(continued in the full article: {where})")
+    chunks: list[str] = []
+    if head:
+        lines = [str(data["title"])]
+        if data.get("summary"):
+            lines.append(style.inline(str(data["summary"])))
+        chunks.append("\n".join(lines))
     for section in data.get("sections", []):
         if section.get("heading"):
-            chunks.append(f"## {links_as_text(str(section['heading']))}")
+            chunks.append(style.heading(str(section["heading"])))
         for block in section.get("blocks", []):
-            chunks.append(_block_text(block))
+            chunks.append(_block_text(block, style))
     truncated = bool(data.get("truncated"))
     out: list[str] = []
     used = 0
     room = max_chars - len(tail) - 2
+    headings = {style.heading(str(s["heading"])) for s in data.get("sections", []) if s.get("heading")}
     for chunk in chunks:
         if used + len(chunk) + 2 > room and out:
             truncated = True
@@ -308,19 +375,19 @@ def article_to_text(article: Article | Mapping[str, Any], max_chars: int = DEFAU
         out.append(chunk)
         used += len(chunk) + 2
     # A heading with nothing under it is a dangling promise; drop it when cutting.
-    while truncated and len(out) > 1 and out[-1].startswith("## "):
+    while truncated and len(out) > 1 and out[-1] in headings:
         out.pop()
     if truncated:
         out.append(tail)
     return "\n\n".join(out)
 
 
-def _block_text(block: Mapping[str, Any]) -> str:
+def _block_text(block: Mapping[str, Any], style: ArticleStyle = PLAIN) -> str:
     kind = block.get("type")
     if kind == "steps":
-        return "\n".join(f"{n}. {links_as_text(item)}" for n, item in enumerate(block["items"], start=1))
+        return "\n".join(f"{n}. {style.inline(item)}" for n, item in enumerate(block["items"], start=1))
     if kind == "bullets":
-        return "\n".join(f"- {links_as_text(item)}" for item in block["items"])
+        return "\n".join(f"{style.bullet} {style.inline(item)}" for item in block["items"])
     if kind == "code":
-        return f"```{block.get('language') or ''}\n{block['code']}\n```"
-    return links_as_text(str(block.get("text", "")))
+        return style.code(str(block["code"]), str(block.get("language") or ""))
+    return style.inline(str(block.get("text", "")))

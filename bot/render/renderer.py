@@ -72,6 +72,18 @@ def _bold(ctx: Context, value: Any) -> Markup:
 
 
 @pass_context
+def _article_body(ctx: Context, article: Mapping[str, Any], max_chars: int = 2500) -> Markup:
+    """A knowledge-base article (the dict of `KbIndex.render_article`) below its title and summary,
+    in the channel's own formatting: Slack mrkdwn (escaped there), Teams card markdown, plain text."""
+    from bot.kb.render import PLAIN, SLACK, TEAMS
+
+    style = {Platform.SLACK: SLACK, Platform.TEAMS: TEAMS}.get(_platform(ctx), PLAIN)
+    from bot.kb.render import article_to_text
+
+    return Markup(article_to_text(article, max_chars, style=style, head=False))  # noqa: S704 - escaped per style
+
+
+@pass_context
 def _code(ctx: Context, value: Any) -> Markup:
     text = str(value).replace("`", "'")
     if _platform(ctx) is Platform.CONSOLE:
@@ -93,6 +105,7 @@ class Renderer:
         )
         self.env.filters["bold"] = _bold
         self.env.filters["code"] = _code
+        self.env.filters["article_body"] = _article_body
         self._overlays = {p: self.env.overlay(finalize=_finalizer(esc)) for p, esc in ESCAPERS.items()}
 
     def template_names(self) -> frozenset[str]:
