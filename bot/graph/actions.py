@@ -61,6 +61,19 @@ def mask_email(address: str) -> str:
     return f"{local[:1]}***@{domain}" if domain else "***"
 
 
+def os_family(operating_system: str) -> str:
+    """`windows`, `mac`, `mobile` or `other` for an Intune device's operatingSystem
+    ("Windows", "macOS", "iOS", "iPadOS", "Android", "AndroidForWork"...)."""
+    name = operating_system.casefold()
+    if "windows" in name:
+        return "windows"
+    if "mac" in name or "os x" in name:
+        return "mac"
+    if name.startswith(("ios", "ipados", "android")):
+        return "mobile"
+    return "other"
+
+
 def human_bytes(value: int) -> str:
     size = float(value)
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -848,6 +861,17 @@ class SelfServiceRunner:
                 message="I can't find any company-managed device registered to you. "
                 "A technician can check your device's enrolment.",
             )
+        # The flow says which kind of device the person means ("Windows laptop", "my phone"): offer
+        # only those, and pick the one if there is exactly one. If none matches (they said Windows
+        # but own a Mac), offer every device rather than none.
+        wanted = run.arg("device")
+        kind = run.arg("os").lower()
+        if kind and not wanted and run.arg("command").lower() != "list":
+            matching = [d for d in devices if os_family(d.operating_system) == kind]
+            if matching:
+                devices = matching
+                if len(matching) == 1:
+                    wanted = matching[0].id
         listing = [
             {
                 "id": d.id,
@@ -871,16 +895,14 @@ class SelfServiceRunner:
                 + ".",
             )
         by_id = {d.id: d for d in devices}
-        device = by_id.get(run.arg("device"))
+        device = by_id.get(wanted)
         if device is None:
             return ActionOutcome(
                 ok=False,
                 code="needs_input",
                 input_slot="device",
                 data={"devices": listing},
-                prompt="Which device?"
-                if not run.arg("device")
-                else "That isn't one of your devices. Which one?",
+                prompt="Which device?" if not wanted else "That isn't one of your devices. Which one?",
                 choices=tuple(Button(f"{d.name} ({d.operating_system})", d.id) for d in devices),
             )
         if command not in ("sync", "restart"):

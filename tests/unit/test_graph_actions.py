@@ -462,6 +462,28 @@ async def test_device_of_someone_else_is_not_offered(make: Factory) -> None:
         assert not h.backend.standin.calls("POST", r"/rebootNow$")
 
 
+async def test_device_kind_narrows_the_choice_and_picks_the_only_one(make: Factory) -> None:
+    h = make()
+    # Alice has a Windows laptop and an iPhone: "my Windows laptop" needs no "Which device?".
+    done = await h.run("device_actions", command="sync", os="windows")
+    only(done, "done", ok=True)
+    assert done.data["device"] == "ALICE-LT01"
+    phone = await h.run("device_actions", command="sync", os="mobile")
+    only(phone, "done", ok=True)
+    assert phone.data["device"] == "Alice iPhone"
+    # A restart still asks first, naming the device it picked.
+    ask = await h.run("device_actions", command="restart", os="windows")
+    only(ask, "needs_input")
+    assert ask.input_slot == "confirm" and "ALICE-LT01" in (ask.prompt or "")
+    # Bob said Windows but owns a Mac: offer what he has rather than nothing.
+    bob = await h.run("device_actions", BOB, command="sync", os="windows")
+    only(bob, "needs_input")
+    assert [c.value for c in bob.choices] == ["dev-bob-mac"]
+    if h.backend.standin:
+        assert h.backend.standin.calls("POST", r"^/deviceManagement/managedDevices/dev-alice-laptop/syncDevice$")
+        assert h.backend.standin.calls("POST", r"^/deviceManagement/managedDevices/dev-alice-phone/syncDevice$")
+
+
 async def test_device_none_and_list(make: Factory) -> None:
     h = make()
     only(await h.run("device_actions", ERIN), "no_devices", ok=False)

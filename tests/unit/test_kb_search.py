@@ -34,6 +34,9 @@ def kb() -> KbIndex:
         ("second screen not detected", "dock-or-monitor-not-detected"),
         ("someone stole my laptop", "lost-or-stolen-device"),
         ("got a phishing mail", "report-phishing"),
+        ("my screen keeps flickering", "screen-flickering-or-lines"),
+        ("paper stuck in the copier", "printer-paper-jam-or-toner"),
+        ("the wireless keeps disconnecting", "wifi-slow-or-dropping"),
     ],
 )
 def test_typos_synonyms_and_paraphrases_find_the_article(kb: KbIndex, query: str, expected: str) -> None:
