@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from rapidfuzz import fuzz
+
 from bot.core.models import Button, Form, FormField
 from bot.core.ports import ActionOutcome, KbResult
 from bot.engine.spec import (
@@ -291,7 +293,20 @@ def _pick_choice(choices: Sequence[Choice], turn: UserTurn) -> Choice | None:
         if said in (normalise(choice.label), normalise(choice.value)):
             return choice
     starts = [c for c in choices if normalise(c.label).startswith(said) or said.startswith(normalise(c.label))]
-    return starts[0] if len(starts) == 1 else None
+    if len(starts) == 1:
+        return starts[0]
+    # A misspelt or loosely typed label ("offce wifi", "keeps droping"): the closest label if it is
+    # close and clearly closer than the next.
+    scored = sorted(((fuzz.WRatio(said, normalise(c.label)), i) for i, c in enumerate(choices)), reverse=True)
+    if scored and scored[0][0] >= _CHOICE_MATCH and (len(scored) == 1 or scored[0][0] - scored[1][0] >= 10):
+        return choices[scored[0][1]]
+    return None
+
+
+# How close (rapidfuzz WRatio, 0..100) typed text must be to a choice's label to count as that choice.
+_CHOICE_MATCH = 86
+# A reply of at least this many words that matches no choice is read as a possible new request.
+_NEW_REQUEST_WORDS = 3
 
 
 def _choice_buttons(choices: Sequence[Choice]) -> tuple[Button, ...]:
@@ -394,6 +409,13 @@ class Engine:
                       updated_at=now)
         return Transition(new, (Say(template="resume_offer", context={"title": title}, buttons=buttons),))
 
+    def _switch_offer(self, state: ConversationState, flow: Flow, text: str) -> Transition:
+        """The person wrote something that answers none of the choices: back to the question, or
+        start over with what they wrote (the same "resume" exchange as an idle flow)."""
+        buttons = (Button("Back to the question", V_RESUME), Button("Start something new", V_RESUME_NEW))
+        new = replace(state, awaiting="resume", pending_text=text, offered=tuple(b.value for b in buttons))
+        return Transition(new, (Say(template="switch_offer", context={"title": flow.title}, buttons=buttons),))
+
     def is_idle(self, state: ConversationState, now: datetime) -> bool:
         return bool(state.active and state.updated_at and now - state.updated_at >= self.idle_timeout
                     and state.awaiting != "resume")
@@ -453,8 +475,10 @@ class Engine:
     def _resume(self, state: ConversationState, flow: Flow, turn: UserTurn, now: datetime) -> Transition:
         choice = turn.value
         said = normalise(turn.text)
-        if choice is None and said in _YES | {"pick up where we left off", "continue", "1"}:
+        if choice is None and said in _YES | {"pick up where we left off", "back to the question", "continue", "1"}:
             choice = V_RESUME
+        elif choice is None and said in {"start something new", "something new", "new", "2"}:
+            choice = V_RESUME_NEW
         if choice == V_RESUME:
             back = replace(state, awaiting=None, pending_text="")
             step = self._step(flow, back.step_id or "")
@@ -466,6 +490,10 @@ class Engine:
         slots = dict(state.slots)
         if step.input == "choice":
             choice = _pick_choice(step.choices, turn)
+            if choice is None and turn.value is None and len(normalise(turn.text).split()) >= _NEW_REQUEST_WORDS:
+                # A sentence that is none of the choices ("actually my outlook won't open"): ask
+                # whether this is something new rather than repeating the question.
+                return self._switch_offer(state, flow, turn.text or "")
             if choice is None:
                 return Transition(state, (Say(text=step.retry_text, context=_context(state, flow),
                                               buttons=_choice_buttons(step.choices)),))
@@ -753,5 +781,9 @@ class Engine:
     def _finish(self, state: ConversationState, flow: Flow | None, outcome: str,
                 effects: list[Effect]) -> Transition:
         if flow is not None:
-            effects.append(Emit("flow_ended", {"flow": flow.id, "outcome": outcome}))
+            # The flow ends before anything the person asked next is sorted (Retriage), so events
+            # read in order: this flow ended, then the next one started.
+            later = [e for e in effects if isinstance(e, Retriage)]
+            effects = [e for e in effects if not isinstance(e, Retriage)]
+            effects += [Emit("flow_ended", {"flow": flow.id, "outcome": outcome}), *later]
         return Transition(ConversationState(version=state.version, updated_at=state.updated_at), tuple(effects))

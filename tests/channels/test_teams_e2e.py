@@ -164,6 +164,8 @@ async def test_escalation_claim_relay_note_resolve_rating(real: RealTeamsBot) ->
     root = card_id(real, card)
     content = card.body["attachments"][0]["content"]
     assert content["refresh"]["action"]["verb"] == "refresh"
+    # userIds: [] would switch automatic refresh off; omitted, a queue channel of up to 60 refreshes.
+    assert "userIds" not in content["refresh"]
     claim = button(real, card, "Claim")
     assert claim["type"] == "Action.Execute" and claim["fallback"]["type"] == "Action.Submit"
     thread = f"{QUEUE};messageid={root}"

@@ -214,3 +214,28 @@ def test_route_thresholds() -> None:
                      start_threshold=0.55, min_confidence=0.3, margin=0.08)
     assert unsure.state.awaiting == "did_you_mean"
     assert [b.label for b in kinds(unsure, Say)[0].buttons][-1] == "Something else"
+
+
+def test_a_misspelt_choice_is_taken_and_an_ambiguous_one_is_not() -> None:
+    e, t = start()
+    assert answer(e, t, text="laptp").state.slots["device"] == "laptop"
+    assert answer(e, t, text="phne").state.slots["device"] == "phone"
+    again = answer(e, t, text="pc")
+    assert again.state.step_id == "device" and kinds(again, Say)[0].text.startswith("Sorry")
+
+
+def test_a_sentence_that_is_no_choice_offers_a_new_request() -> None:
+    from bot.engine.engine import V_RESUME_NEW, Retriage
+
+    e, t = start()
+    offer = answer(e, t, text="actually my outlook won't open")
+    assert offer.state.awaiting == "resume" and offer.state.pending_text == "actually my outlook won't open"
+    assert kinds(offer, Say)[0].template == "switch_offer"
+    assert [b.label for b in kinds(offer, Say)[0].buttons] == ["Back to the question", "Start something new"]
+    back = e.advance(offer.state, UserTurn(value=V_RESUME), NOW)
+    assert back.state.step_id == "device" and back.state.awaiting == "choice"
+    assert answer(e, back, text="laptop").state.slots["device"] == "laptop"
+    new = e.advance(offer.state, UserTurn(value=V_RESUME_NEW), NOW)
+    assert ended(new) == "abandoned" and kinds(new, Retriage)[0].text == "actually my outlook won't open"
+    typed = answer(e, offer, text="2")
+    assert kinds(typed, Retriage)[0].text == "actually my outlook won't open"
