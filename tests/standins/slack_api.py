@@ -4,10 +4,15 @@
 (platform-facts A1: bolt-python tests itself the same way). This one:
 
 - answers auth.test, chat.postMessage/update/delete/postEphemeral/getPermalink, users.info,
-  users.lookupByEmail, conversations.open/history/replies (with message metadata), views.open/
-  update/publish and reactions.add, in the shapes of the captured responses
+  users.lookupByEmail, conversations.open/history/replies/members (with message metadata), views.open/
+  update/publish/push, reactions.add and apps.connections.open, in the shapes of the captured responses
   (reference/payloads/slack_web_19*.json): method errors are HTTP 200 with `ok: false`;
-- checks the bearer token (`invalid_auth` / `not_authed` otherwise);
+- checks the bearer token (`invalid_auth` / `not_authed` otherwise): the bot token (`token`) for every
+  method except apps.connections.open, which takes the app-level token (`app_token`, `xapp-...`);
+  the other one of the two gets `not_allowed_token_type`, as on Slack;
+- apps.connections.open answers `{"ok": true, "url": socket_url}` (Socket Mode): `socket_url` is a
+  string or a callable returning one, e.g. `SocketModeStandIn.issue_url` of tests/standins/slack_socket.py
+  (`ws://127.0.0.1:PORT/link/?ticket=...&app_id=...`); unset, the method answers `access_denied`;
 - records every call (method, parameters, headers, HTTP status);
 - injects failures: `fail(method, error)` (ok:false), `rate_limit(method, retry_after)` (HTTP 429 +
   Retry-After + `{"ok": false, "error": "ratelimited"}`), and enforces a per-channel message rate
@@ -20,7 +25,7 @@
 Run it alone for the bench or a manual check:
 
     python tests/standins/slack_api.py --port 8999 [--token xoxb-test] [--channel-rate 1] \
-        [--global-rate 100] [--members C0BROADCAST=10000]
+        [--global-rate 100] [--members C0BROADCAST=10000] [--app-token xapp-test --socket-url ws://...]
 
 Control endpoints (not Slack's): `GET /_calls`, `GET /_count?method=chat.postMessage`,
 `POST /_reset`, `POST /_fail` with JSON `{"method", "error" | "status": 429, "retry_after", "times"}`,
@@ -35,7 +40,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -46,6 +51,7 @@ BOT_USER = "U0BOT00001"
 BOT_ID = "B0BOT00001"
 TEAM = "T0TEAM0001"
 JSON_KEYS = ("blocks", "view", "metadata", "attachments")
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # called with the app-level token (xapp-...)
 
 DEFAULT_USERS: dict[str, dict[str, Any]] = {
     "U0USER0001": {"email": "alice@example.com", "real_name": "Alice Employee"},
@@ -79,8 +85,11 @@ class SlackStandIn:
     def __init__(self, *, token: str = "xoxb-test", users: Mapping[str, Mapping[str, Any]] | None = None,  # noqa: S107
                  host: str = "127.0.0.1", port: int = 0, channel_rate: float | None = None,
                  channel_burst: int = 1, global_rate: float | None = None, global_burst: float = 1.0,
-                 channels: Mapping[str, list[str]] | None = None) -> None:
+                 channels: Mapping[str, list[str]] | None = None, app_token: str = "xapp-test",  # noqa: S107
+                 socket_url: str | Callable[[], str] | None = None) -> None:
         self.token = token
+        self.app_token = app_token
+        self.socket_url = socket_url  # what apps.connections.open hands out (Socket Mode)
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
         self.channel_rate = channel_rate
         self.channel_burst = channel_burst
@@ -225,9 +234,11 @@ class SlackStandIn:
             if not auth:
                 call.ok = False
                 return 200, {"ok": False, "error": "not_authed"}, {}
-            if auth != f"Bearer {self.token}":
+            expected = self.app_token if method in APP_TOKEN_METHODS else self.token
+            if auth != f"Bearer {expected}":
                 call.ok = False
-                return 200, {"ok": False, "error": "invalid_auth"}, {}
+                known = auth in (f"Bearer {self.token}", f"Bearer {self.app_token}")  # a real token, wrong kind
+                return 200, {"ok": False, "error": "not_allowed_token_type" if known else "invalid_auth"}, {}
             injection = self._take_injection(method)
             if injection is not None:
                 call.ok = False
@@ -319,6 +330,11 @@ class SlackStandIn:
             return {"ok": True, "view": {"id": "V0VIEW0001", "team_id": TEAM, "state": {"values": {}}, **view}}
         if method == "reactions.add":
             return {"ok": True}
+        if method == "apps.connections.open":
+            url = self.socket_url() if callable(self.socket_url) else self.socket_url
+            if not url:  # no Socket Mode server attached
+                return {"ok": False, "error": "access_denied"}
+            return {"ok": True, "url": url}
         if method == "conversations.members":
             if channel not in self.channels:
                 return {"ok": False, "error": "channel_not_found"}
@@ -432,6 +448,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8999)
     parser.add_argument("--token", default="xoxb-test")
+    parser.add_argument("--app-token", default="xapp-test", help="app-level token for apps.connections.open")
+    parser.add_argument("--socket-url", default=None, help="what apps.connections.open answers (ws://...)")
     parser.add_argument("--channel-rate", type=float, default=None, help="messages per second per channel")
     parser.add_argument("--global-rate", type=float, default=None, help="chat.postMessage calls per second overall")
     parser.add_argument("--users", default=None, help="JSON file: {user_id: {email, real_name}}")
@@ -445,7 +463,8 @@ def main() -> None:
         channels[name] = synthetic_members(int(count))
     standin = SlackStandIn(token=args.token, users=users, host=args.host, port=args.port,
                            channel_rate=args.channel_rate, global_rate=args.global_rate,
-                           global_burst=max(1.0, (args.global_rate or 1.0) / 10), channels=channels)
+                           global_burst=max(1.0, (args.global_rate or 1.0) / 10), channels=channels,
+                           app_token=args.app_token, socket_url=args.socket_url)
     print(f"slack stand-in on {standin.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         standin._server.serve_forever()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -27,6 +29,8 @@ def missing_settings(settings: Settings) -> list[str]:
         missing.append("HELPDESK_SLACK__SIGNING_SECRET")
     if slack.mode == "socket" and not slack.app_token:
         missing.append("HELPDESK_SLACK__APP_TOKEN")
+    elif slack.mode == "socket" and slack.app_token and not slack.app_token.get_secret_value().startswith("xapp-"):
+        missing.append("HELPDESK_SLACK__APP_TOKEN as an app-level token (xapp-..., not the bot token)")
     return missing
 
 
@@ -41,6 +45,7 @@ class SlackMount:
         app.services["slack"] = self.channel  # build_senders(settings, app) shares its client
         self._handler = AsyncSlackRequestHandler(self.channel.bolt)
         self._socket: Any = None
+        self._connecting: asyncio.Task[None] | None = None
 
     def routes(self) -> list[Route]:
         if self.settings.slack.mode != "http":
@@ -64,11 +69,42 @@ class SlackMount:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
             token = self.settings.slack.app_token.get_secret_value() if self.settings.slack.app_token else ""
+            usable = await self._check_app_token(token)
             self._socket = AsyncSocketModeHandler(self.channel.bolt, token)
-            await self._socket.connect_async()
-            log.info("slack socket mode connected")
+            if usable:
+                await self._socket.connect_async()
+                log.info("slack socket mode connected")
+            else:
+                # Slack could not be reached: slack_sdk keeps retrying; serving the other channels
+                # and /healthz must not wait for it.
+                self._connecting = asyncio.create_task(self._socket.connect_async(), name="slack-socket-connect")
+
+    async def _check_app_token(self, token: str) -> bool:
+        """One apps.connections.open before connecting: slack_sdk would retry a token Slack refuses
+        every 10 s forever, and `serve` would never finish starting. A refused token stops start-up
+        with a clear message; an unreachable Slack returns False (connect in the background)."""
+        from bot.app import StartupError
+        from bot.channels.slack.api import SlackUndeliverable
+
+        try:
+            async with asyncio.timeout(15):
+                await self.channel.api.call("apps.connections.open", app_token=token)
+        except SlackUndeliverable as exc:
+            raise StartupError(
+                f"Slack refused HELPDESK_SLACK__APP_TOKEN for Socket Mode ({exc.error or exc}): it must be an "
+                "app-level token (xapp-...) with the connections:write scope; see docs/slack.md"
+            ) from None
+        except Exception as exc:  # unreachable, timed out, 5xx, rate limited: not the token's fault
+            log.warning("slack socket mode: could not reach apps.connections.open (%s); connecting in the background",
+                        type(exc).__name__)
+            return False
+        return True
 
     async def stop(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connecting
         if self._socket is not None:
             await self._socket.close_async()
         await self.channel.aclose()
