@@ -29,6 +29,7 @@ from bot.core.ports import (
     KbResult,
     KnowledgeBase,
     PersonResolver,
+    SharedState,
 )
 from bot.engine.engine import (
     V_HUMAN,
@@ -50,7 +51,7 @@ from bot.engine.engine import (
     UserTurn,
 )
 from bot.render.renderer import Renderer
-from bot.store.repos import ConcurrentUpdate, UnitOfWork
+from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
 
 log = logging.getLogger("bot.pipeline")
 
@@ -149,6 +150,9 @@ class UowActionContext:
         self.uow = uow
         self.platform = platform
         self.key_prefix = key_prefix
+        # Verification codes, grants, pending identity checks and rate limits: in the turn's
+        # transaction, visible to every replica.
+        self.state: SharedState = SqlSharedState(uow.session)
 
     def emit(self, type: str, **data: Any) -> None:
         self.uow.emit(type, **data)

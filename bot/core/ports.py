@@ -88,6 +88,20 @@ class ActionOutcome:
     request_id: str | None = None
 
 
+class SharedState(Protocol):
+    """Short-lived state every replica sees (verification codes, grants, pending identity checks,
+    self-service rate limits): JSON values by key, each with an expiry in epoch seconds. Backed by
+    the turn's transaction, so it commits or rolls back with everything else."""
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The value, or None if there is none or it has expired."""
+        ...
+
+    async def put(self, key: str, value: dict[str, Any], expires: float) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 class ActionContext(Protocol):
     """What an action may do besides calling the directory: audit and notify, in the turn's
     transaction (so a crash loses nothing and repeats nothing)."""

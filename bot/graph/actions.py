@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.core.models import Button, Person
-from bot.core.ports import ActionContext, ActionOutcome, ActionRequest
+from bot.core.ports import ActionContext, ActionOutcome, ActionRequest, SharedState
 from bot.graph.directory import (
     Audience,
     AutoReplies,
@@ -36,7 +36,7 @@ from bot.graph.directory import (
 )
 from bot.graph.passwords import generate_password
 from bot.graph.policy import ACTION_NAMES, MUTATING, ActionPolicy, RateLimiter
-from bot.graph.verification import VerificationStore
+from bot.graph.verification import MemoryState, VerificationStore
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -130,21 +130,26 @@ class Run:
         return self.request.name
 
     @property
+    def state(self) -> SharedState:
+        return self.runner.state_of(self.ctx)
+
+    @property
     def args(self) -> Mapping[str, str]:
         return self.request.args
 
     def arg(self, key: str) -> str:
         return str(self.request.args.get(key) or "").strip()
 
-    def begin(self, **details: Any) -> None:
+    async def begin(self, **details: Any) -> None:
         """Before the action's main directory call: the rate limit, then `action_started`."""
         self.details.update(details)
         if self.started:
             return
         policy = self.runner.policy
         limit = policy.rate_limit(self.name)
-        if not self.runner.limiter.allow(self.user.id, self.name, limit):
-            minutes = max(1, int(self.runner.limiter.retry_after(self.user.id, self.name) // 60) + 1)
+        if not await self.runner.limiter.allow(self.state, self.user.id, self.name, limit):
+            retry = await self.runner.limiter.retry_after(self.state, self.user.id, self.name)
+            minutes = max(1, int(retry // 60) + 1)
             raise _Stop(
                 ActionOutcome(
                     ok=False,
@@ -159,9 +164,9 @@ class Run:
         self.started = True
         self.ctx.emit("action_started", **self.runner.audit(self, {}))
 
-    def would(self, call: str) -> ActionOutcome:
+    async def would(self, call: str) -> ActionOutcome:
         """Dry run: say and log what would have been called, change nothing."""
-        self.begin()
+        await self.begin()
         log.info("dry run: %s for %s would call %s", self.name, self.user.id, call)
         return ActionOutcome(
             ok=True,
@@ -191,6 +196,9 @@ class SelfServiceRunner:
         self.actions = settings.actions
         self.policy = policy or ActionPolicy(settings.actions, backend=directory.backend)
         self.limiter = limiter or RateLimiter()
+        # Where verification and rate-limit state lives when the context brings none (a context
+        # from the core brings the shared_state table, in the turn's transaction).
+        self._local_state = MemoryState()
         self.verification = verification or VerificationStore(
             code_ttl_seconds=settings.actions.code_ttl_minutes * 60,
             max_attempts=settings.actions.code_max_attempts,
@@ -246,7 +254,7 @@ class SelfServiceRunner:
                 data={"cause": "internal_error"},
             )
         if outcome.code not in NOT_TERMINAL:
-            self._finish(request, run, ctx, outcome)
+            await self._finish(request, run, ctx, outcome)
         return outcome
 
     async def _admit(self, request: ActionRequest, ctx: ActionContext) -> Run:
@@ -314,20 +322,25 @@ class SelfServiceRunner:
         dry = request.dry_run or self.policy.dry_run
         run = Run(self, request, ctx, user, memberships, dry)
         mode = self.policy.verification_for(name)
-        if mode != "none" and not self.verification.has_grant(user.id, name):
+        if mode != "none" and not await self.verification.has_grant(run.state, user.id, name):
             if mode == "email_code":
                 await self._verify_by_code(run)
             else:
                 await self._verify_by_technician(run)
         return run
 
-    def _finish(
+    def state_of(self, ctx: ActionContext) -> SharedState:
+        """The context's shared state (every replica's), or this process's when it has none."""
+        state = getattr(ctx, "state", None)
+        return state if state is not None else self._local_state
+
+    async def _finish(
         self, request: ActionRequest, run: Run | None, ctx: ActionContext, outcome: ActionOutcome
     ) -> None:
         sensitive = request.name in self.policy.settings.sensitive
         if run is not None and outcome.ok and sensitive and outcome.code != "pending_approval":
             # One verification, one change: asking again means verifying again.
-            self.verification.consume_grant(run.user.id, request.name)
+            await self.verification.consume_grant(run.state, run.user.id, request.name)
         data = {
             "name": request.name,
             "ok": outcome.ok,
@@ -429,9 +442,9 @@ class SelfServiceRunner:
         user, name = run.user, run.name
         typed = run.arg("verification_code")
         if typed:
-            result = self.verification.check_code(user.id, name, typed)
+            result = await self.verification.check_code(run.state, user.id, name, typed)
             if result == "ok":
-                self.verification.grant(user.id, name)
+                await self.verification.grant(run.state, user.id, name)
                 run.ctx.emit(
                     "verification",
                     name=name,
@@ -441,7 +454,7 @@ class SelfServiceRunner:
                 )
                 return
             if result == "wrong":
-                left = self.verification.attempts_left(user.id, name)
+                left = await self.verification.attempts_left(run.state, user.id, name)
                 raise _Stop(
                     ActionOutcome(
                         ok=False,
@@ -492,7 +505,7 @@ class SelfServiceRunner:
             raise NotConfigured(
                 "verification mail sender (graph.mail_sender) is not set", operation="send_mail"
             )
-        if not self.limiter.allow(user.id, f"verify:{name}", self.actions.code_max_attempts + 2):
+        if not await self.limiter.allow(run.state, user.id, f"verify:{name}", self.actions.code_max_attempts + 2):
             raise _Stop(
                 ActionOutcome(
                     ok=False,
@@ -501,7 +514,7 @@ class SelfServiceRunner:
                     "technician.",
                 )
             )
-        code = self.verification.issue_code(user.id, name)
+        code = await self.verification.issue_code(run.state, user.id, name)
         minutes = self.actions.code_ttl_minutes
         await self.directory.send_mail(
             sender,
@@ -533,7 +546,7 @@ class SelfServiceRunner:
 
     async def _verify_by_technician(self, run: Run) -> None:
         user, name, person = run.user, run.name, run.request.person
-        if self.verification.pending_for(user.id, name) is not None:
+        if await self.verification.pending_for(run.state, user.id, name) is not None:
             raise _Stop(
                 ActionOutcome(
                     ok=True,
@@ -552,7 +565,7 @@ class SelfServiceRunner:
                     "instead.",
                 )
             )
-        pending = self.verification.open_request(user.id, person.email, person.display_name, name)
+        pending = await self.verification.open_request(run.state, user.id, person.email, person.display_name, name)
         run.ctx.emit(
             "verification_requested",
             verification_id=pending.id,
@@ -592,8 +605,8 @@ class SelfServiceRunner:
                 "here. I'm passing this to a technician.",
             )
         if run.dry:
-            return run.would("PATCH /users/{id} passwordProfile (forceChangePasswordNextSignIn)")
-        run.begin()
+            return await run.would("PATCH /users/{id} passwordProfile (forceChangePasswordNextSignIn)")
+        await run.begin()
         password = generate_password(self.actions.password_length)
         receipt = await self.directory.reset_password(run.user.id, password, force_change=True)
         return ActionOutcome(
@@ -607,7 +620,7 @@ class SelfServiceRunner:
         )
 
     async def _account_status(self, run: Run) -> ActionOutcome:
-        run.begin()
+        await run.begin()
         details = await self.directory.account_details(run.user.id)
         user = details.user
         now = datetime.now(UTC)
@@ -650,8 +663,8 @@ class SelfServiceRunner:
 
     async def _revoke_sessions(self, run: Run) -> ActionOutcome:
         if run.dry:
-            return run.would("POST /users/{id}/revokeSignInSessions")
-        run.begin()
+            return await run.would("POST /users/{id}/revokeSignInSessions")
+        await run.begin()
         receipt = await self.directory.revoke_sessions(run.user.id)
         return ActionOutcome(
             ok=True,
@@ -681,11 +694,11 @@ class SelfServiceRunner:
         lifetime = self.actions.tap_lifetime_minutes
         once = self.actions.tap_usable_once
         if run.dry:
-            return run.would(
+            return await run.would(
                 "POST /users/{id}/authentication/temporaryAccessPassMethods"
                 + (" and DELETE the chosen method" if chosen else "")
             )
-        run.begin(removal=chosen.kind if chosen else None)
+        await run.begin(removal=chosen.kind if chosen else None)
         tap = await self.directory.create_temporary_access_pass(
             run.user.id, lifetime_minutes=lifetime, usable_once=once
         )
@@ -793,10 +806,10 @@ class SelfServiceRunner:
                 f"technician.",
             )
         if run.dry:
-            return run.would(
+            return await run.would(
                 f"notify {len(approvers)} approver(s); on approval POST /groups/{{id}}/members/$ref"
             )
-        run.begin()
+        await run.begin()
         request_id = "acc-" + secrets.token_hex(8)
         hours = self.actions.request_expiry_hours
         expires = datetime.now(UTC) + timedelta(hours=hours)
@@ -885,7 +898,7 @@ class SelfServiceRunner:
         ]
         command = run.arg("command").lower()
         if command == "list":
-            run.begin()
+            await run.begin()
             return ActionOutcome(
                 ok=True,
                 code="listed",
@@ -928,8 +941,8 @@ class SelfServiceRunner:
         graph_action = "syncDevice" if command == "sync" else "rebootNow"
         run.details.update(device_id=device.id, device=device.name, command=command)
         if run.dry:
-            return run.would(f"POST /deviceManagement/managedDevices/{{id}}/{graph_action}")
-        run.begin()
+            return await run.would(f"POST /deviceManagement/managedDevices/{{id}}/{graph_action}")
+        await run.begin()
         receipt = await self.directory.device_command(device.id, "sync" if command == "sync" else "restart")
         message = (
             f"I've asked {device.name} to check in with Intune. If it's on and online it syncs within a "
@@ -999,8 +1012,8 @@ class SelfServiceRunner:
                 )
         run.details.update(status=replies.status)
         if run.dry:
-            return run.would("PATCH /users/{id}/mailboxSettings automaticRepliesSetting")
-        run.begin()
+            return await run.would("PATCH /users/{id}/mailboxSettings automaticRepliesSetting")
+        await run.begin()
         receipt = await self.directory.set_automatic_replies(run.user.id, replies)
         data = {
             "status": replies.status,
@@ -1018,7 +1031,7 @@ class SelfServiceRunner:
         return ActionOutcome(ok=True, code="done", request_id=receipt.request_id, message=message, data=data)
 
     async def _storage_quota(self, run: Run) -> ActionOutcome:
-        run.begin()
+        await run.begin()
         errors: list[DirectoryError] = []
         usages: list[StorageUsage] = []
         try:

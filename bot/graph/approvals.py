@@ -10,7 +10,7 @@ The core routes every button value starting with `approval:` here:
   listed approver (or an admin) decides; nobody decides their own request; a request decides once
   and expires after `actions.request_expiry_hours`.
 - `approval:<approve|deny>:ver-…` is a technician confirming a person's identity before a
-  sensitive action. The pending check is held in this process's memory (see verification.py); on
+  sensitive action. The pending check is in the shared_state table (see verification.py); on
   approval the person gets a short-lived grant and is told to ask again.
 
 The outcome returned is for the approver; the requester is told through `ctx.notify`.
@@ -114,7 +114,8 @@ class ApprovalDesk:
                 ok=False, code="forbidden", message="Only technicians can confirm identities."
             )
         store = self.runner.verification
-        pending = store.take_pending(request_id)
+        state = self.runner.state_of(ctx)
+        pending = await store.take_pending(state, request_id)
         if pending is None:
             return ActionOutcome(
                 ok=False, code="expired", message="That identity check has expired or was already decided."
@@ -123,7 +124,7 @@ class ApprovalDesk:
             return ActionOutcome(ok=False, code="forbidden", message="You can't confirm your own identity.")
         approved = decision == "approve"
         if approved:
-            store.grant(pending.person_id, pending.action)
+            await store.grant(state, pending.person_id, pending.action)
         ctx.emit(
             "verification_decided",
             verification_id=request_id,

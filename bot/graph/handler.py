@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.core.pipeline import Turn, UowActionContext, turn_action_context
 from bot.graph.approvals import ApprovalDesk
-from bot.store.repos import UnitOfWork
+from bot.store.repos import SqlSharedState, UnitOfWork
 
 PREFIX = "approval:"
 
@@ -35,3 +35,5 @@ async def expire_access_requests(app: Any, desk: ApprovalDesk) -> None:
         uow = UnitOfWork(session, now=now, actor="system")
         ctx = UowActionContext(uow, app.default_platform, f"expiry:{now.isoformat()}")
         await desk.expire_pending(ctx, session, now=now)
+        # Expired codes, grants and identity checks nobody asked about again.
+        await SqlSharedState(session).purge_expired()

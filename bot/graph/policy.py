@@ -4,11 +4,11 @@ check comes first. Pure decisions over settings and directory facts; no I/O."""
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.core.ports import SharedState
 from bot.graph.directory import DirectoryUser, Memberships
 from bot.settings import ActionPolicySettings, ActionRule
 
@@ -117,29 +117,33 @@ class ActionPolicy:
 
 
 class RateLimiter:
-    """Sliding one-hour window per (person, action), in this process. Replicas each keep their
-    own window, so the effective limit is at most N times the setting with N replicas."""
+    """Sliding one-hour window per (person, action), in `SharedState`: every replica counts the
+    same attempts, so N replicas still allow the setting, not N times it."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, window_seconds: float = 3600.0) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, window_seconds: float = 3600.0) -> None:
         self._clock = clock
         self._window = window_seconds
-        self._hits: dict[tuple[str, str], deque[float]] = {}
 
-    def allow(self, person_id: str, action: str, limit: int) -> bool:
+    async def _hits(self, state: SharedState, key: str) -> list[float]:
+        now = self._clock()
+        entry = await state.get(key)
+        return [float(t) for t in (entry or {}).get("hits", []) if now - float(t) < self._window]
+
+    async def allow(self, state: SharedState, person_id: str, action: str, limit: int) -> bool:
         """Record an attempt if it is within the limit; a limit of 0 means unlimited."""
         if limit <= 0:
             return True
-        now = self._clock()
-        hits = self._hits.setdefault((person_id, action), deque())
-        while hits and now - hits[0] >= self._window:
-            hits.popleft()
+        key = f"rate:{person_id}:{action}"
+        hits = await self._hits(state, key)
         if len(hits) >= limit:
             return False
+        now = self._clock()
         hits.append(now)
+        await state.put(key, {"hits": hits}, now + self._window)
         return True
 
-    def retry_after(self, person_id: str, action: str) -> float:
-        hits = self._hits.get((person_id, action))
+    async def retry_after(self, state: SharedState, person_id: str, action: str) -> float:
+        hits = await self._hits(state, f"rate:{person_id}:{action}")
         if not hits:
             return 0.0
         return max(0.0, self._window - (self._clock() - hits[0]))

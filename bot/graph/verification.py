@@ -1,6 +1,15 @@
 """Identity verification state: one-time codes, technician approvals and the short-lived grant a
-passed check gives. Kept in this process's memory only: codes are stored as keyed hashes, never
-in the database, and vanish on restart (the person simply asks for a new code)."""
+passed check gives, kept in `SharedState` so every replica sees it.
+
+In production that is the `shared_state` table, written in the turn's transaction
+(`bot.store.repos.SqlSharedState`): a code emailed by one replica is checked by whichever replica
+receives the person's answer, and a technician's Approve finds its request wherever it lands.
+`MemoryState` serves a single process with no database (tests, scripts).
+
+A code is never stored: only a salted scrypt hash of it (n=2^14, r=8, about 50 ms per try), so a
+leaked row cannot be turned back into the code by trying all million codes within its 10 minutes.
+Times are wall-clock epoch seconds, the one clock replicas share.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +18,41 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
-CheckResult = Literal["ok", "wrong", "locked", "expired", "none"]
+from bot.core.ports import SharedState
+
+CheckResult = Literal["ok", "wrong", "locked", "none"]
+
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 
-@dataclass(slots=True)
-class _Code:
-    digest: bytes
-    expires: float
-    attempts_left: int
+def _hash(code: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(code.strip().encode(), salt=salt, **_SCRYPT)
+
+
+class MemoryState:
+    """`SharedState` in this process's memory (one process, or tests)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._values: dict[str, tuple[dict[str, Any], float]] = {}
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        found = self._values.get(key)
+        if found is None:
+            return None
+        if found[1] <= self._clock():
+            del self._values[key]
+            return None
+        return dict(found[0])
+
+    async def put(self, key: str, value: dict[str, Any], expires: float) -> None:
+        self._values[key] = (dict(value), expires)
+
+    async def delete(self, key: str) -> None:
+        self._values.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +66,8 @@ class PendingVerification:
 
 
 class VerificationStore:
+    """The rules (code life, attempts, grant length, approval expiry) over a `SharedState`."""
+
     def __init__(
         self,
         *,
@@ -40,72 +75,65 @@ class VerificationStore:
         max_attempts: int = 3,
         grant_seconds: float = 900,
         approval_ttl_seconds: float = 3600,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._key = secrets.token_bytes(32)
         self._code_ttl = code_ttl_seconds
         self._max_attempts = max_attempts
         self._grant_seconds = grant_seconds
         self._approval_ttl = approval_ttl_seconds
         self._clock = clock
-        self._codes: dict[tuple[str, str], _Code] = {}
-        self._grants: dict[tuple[str, str], float] = {}
-        self._pending: dict[str, PendingVerification] = {}
-
-    def _digest(self, person_id: str, action: str, code: str) -> bytes:
-        message = f"{person_id}\x00{action}\x00{code.strip()}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).digest()
 
     # ----- one-time codes -----
 
-    def issue_code(self, person_id: str, action: str) -> str:
+    async def issue_code(self, state: SharedState, person_id: str, action: str) -> str:
         """A fresh 6-digit code; any earlier one for this person and action stops working."""
         code = f"{secrets.randbelow(1_000_000):06d}"
-        self._codes[(person_id, action)] = _Code(
-            self._digest(person_id, action, code), self._clock() + self._code_ttl, self._max_attempts
-        )
+        salt = secrets.token_bytes(16)
+        expires = self._clock() + self._code_ttl
+        value = {"salt": salt.hex(), "hash": _hash(code, salt).hex(), "attempts_left": self._max_attempts,
+                 "expires": expires}
+        await state.put(f"code:{person_id}:{action}", value, expires)
         return code
 
-    def check_code(self, person_id: str, action: str, code: str) -> CheckResult:
-        entry = self._codes.get((person_id, action))
+    async def check_code(self, state: SharedState, person_id: str, action: str, code: str) -> CheckResult:
+        """`ok` (the code is used up), `wrong` (attempts remain), `locked` (none remain), or `none`
+        (no code, or it expired)."""
+        key = f"code:{person_id}:{action}"
+        entry = await state.get(key)
         if entry is None:
             return "none"
-        if self._clock() >= entry.expires:
-            del self._codes[(person_id, action)]
-            return "expired"
-        if hmac.compare_digest(entry.digest, self._digest(person_id, action, code)):
-            del self._codes[(person_id, action)]
+        if hmac.compare_digest(bytes.fromhex(entry["hash"]), _hash(code, bytes.fromhex(entry["salt"]))):
+            await state.delete(key)
             return "ok"
-        entry.attempts_left -= 1
-        if entry.attempts_left <= 0:
-            del self._codes[(person_id, action)]
+        left = int(entry["attempts_left"]) - 1
+        if left <= 0:
+            await state.delete(key)
             return "locked"
+        # A wrong try does not extend the code's life: it keeps the expiry it was issued with.
+        await state.put(key, {**entry, "attempts_left": left}, float(entry["expires"]))
         return "wrong"
 
-    def attempts_left(self, person_id: str, action: str) -> int:
-        entry = self._codes.get((person_id, action))
-        return entry.attempts_left if entry else 0
+    async def attempts_left(self, state: SharedState, person_id: str, action: str) -> int:
+        entry = await state.get(f"code:{person_id}:{action}")
+        return int(entry["attempts_left"]) if entry else 0
 
     # ----- grants -----
 
-    def grant(self, person_id: str, action: str) -> None:
-        self._grants[(person_id, action)] = self._clock() + self._grant_seconds
+    async def grant(self, state: SharedState, person_id: str, action: str) -> None:
+        until = self._clock() + self._grant_seconds
+        await state.put(f"grant:{person_id}:{action}", {"until": until}, until)
 
-    def has_grant(self, person_id: str, action: str) -> bool:
-        until = self._grants.get((person_id, action))
-        if until is None:
-            return False
-        if self._clock() >= until:
-            del self._grants[(person_id, action)]
-            return False
-        return True
+    async def has_grant(self, state: SharedState, person_id: str, action: str) -> bool:
+        return await state.get(f"grant:{person_id}:{action}") is not None
 
-    def consume_grant(self, person_id: str, action: str) -> None:
-        self._grants.pop((person_id, action), None)
+    async def consume_grant(self, state: SharedState, person_id: str, action: str) -> None:
+        await state.delete(f"grant:{person_id}:{action}")
 
     # ----- technician approval -----
 
-    def open_request(self, person_id: str, email: str, display_name: str, action: str) -> PendingVerification:
+    async def open_request(
+        self, state: SharedState, person_id: str, email: str, display_name: str, action: str
+    ) -> PendingVerification:
         pending = PendingVerification(
             id="ver-" + secrets.token_hex(8),
             person_id=person_id,
@@ -114,20 +142,23 @@ class VerificationStore:
             action=action,
             expires=self._clock() + self._approval_ttl,
         )
-        self._pending[pending.id] = pending
+        await state.put(f"pending:{pending.id}", asdict(pending), pending.expires)
+        await state.put(f"pending-for:{person_id}:{action}", {"id": pending.id}, pending.expires)
         return pending
 
-    def pending_for(self, person_id: str, action: str) -> PendingVerification | None:
-        now = self._clock()
-        for pending in list(self._pending.values()):
-            if now >= pending.expires:
-                del self._pending[pending.id]
-            elif pending.person_id == person_id and pending.action == action:
-                return pending
-        return None
-
-    def take_pending(self, request_id: str) -> PendingVerification | None:
-        pending = self._pending.pop(request_id, None)
-        if pending is None or self._clock() >= pending.expires:
+    async def pending_for(self, state: SharedState, person_id: str, action: str) -> PendingVerification | None:
+        index = await state.get(f"pending-for:{person_id}:{action}")
+        if index is None:
             return None
+        found = await state.get(f"pending:{index['id']}")
+        return PendingVerification(**found) if found else None
+
+    async def take_pending(self, state: SharedState, request_id: str) -> PendingVerification | None:
+        """The undecided request, removed so that a second decision finds nothing."""
+        found = await state.get(f"pending:{request_id}")
+        if found is None:
+            return None
+        pending = PendingVerification(**found)
+        await state.delete(f"pending:{request_id}")
+        await state.delete(f"pending-for:{pending.person_id}:{pending.action}")
         return pending

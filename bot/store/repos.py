@@ -8,11 +8,12 @@ of one conversation never interleave, on any number of replicas.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +27,7 @@ from bot.store.tables import (
     PersonIdentityRow,
     PersonRow,
     ProcessedEventRow,
+    SharedStateRow,
 )
 
 
@@ -227,3 +229,41 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
+
+
+class SqlSharedState:
+    """`SharedState` in the `shared_state` table, inside the caller's transaction: what an action
+    writes commits or rolls back with the turn, and every replica reads the same rows."""
+
+    def __init__(self, session: AsyncSession, clock: Callable[[], float] = time.time) -> None:
+        self.session = session
+        self.clock = clock
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        # FOR UPDATE (PostgreSQL): a read-modify-write (a code's attempts, a rate window) by two
+        # replicas at once is serialised; SQLite's BEGIN IMMEDIATE already serialises writers.
+        row = (await self.session.execute(
+            select(SharedStateRow.value, SharedStateRow.expires).where(SharedStateRow.key == key).with_for_update()
+        )).first()
+        if row is None:
+            return None
+        if row.expires <= self.clock():
+            await self.delete(key)
+            return None
+        return dict(row.value)
+
+    async def put(self, key: str, value: dict[str, Any], expires: float) -> None:
+        dialect = self.session.bind.dialect.name if self.session.bind is not None else "sqlite"
+        module: Any = postgresql if dialect == "postgresql" else sqlite
+        statement = module.insert(SharedStateRow).values(key=key, value=value, expires=expires)
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"], set_={"value": statement.excluded.value, "expires": statement.excluded.expires}
+        )
+        await self.session.execute(statement)
+
+    async def delete(self, key: str) -> None:
+        await self.session.execute(delete(SharedStateRow).where(SharedStateRow.key == key))
+
+    async def purge_expired(self) -> int:
+        result: Any = await self.session.execute(delete(SharedStateRow).where(SharedStateRow.expires <= self.clock()))
+        return int(result.rowcount or 0)

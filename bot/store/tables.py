@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -354,3 +355,14 @@ class IncidentTicketRow(Base):
     linked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     notified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     feedback: Mapped[str | None] = mapped_column(String(16), nullable=True)  # fixed | not_fixed
+
+
+class SharedStateRow(Base):
+    """Short-lived state shared by every replica (`SharedState`): verification codes (as salted
+    scrypt hashes, never the code), grants, pending identity checks, self-service rate limits."""
+
+    __tablename__ = "shared_state"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    expires: Mapped[float] = mapped_column(Float, index=True)
