@@ -309,6 +309,14 @@ _CHOICE_MATCH = 86
 _NEW_REQUEST_WORDS = 3
 
 
+def _resume_offer(state: ConversationState, text: str, template: str, title: str, back: str) -> Transition:
+    """Ask whether to go back to the flow (`back`) or start something new with `text` (kept until
+    they answer); `_resume` handles the answer."""
+    buttons = (Button(back, V_RESUME), Button("Start something new", V_RESUME_NEW))
+    new = replace(state, awaiting="resume", pending_text=text, offered=tuple(b.value for b in buttons))
+    return Transition(new, (Say(template=template, context={"title": title}, buttons=buttons),))
+
+
 def _choice_buttons(choices: Sequence[Choice]) -> tuple[Button, ...]:
     return tuple(Button(c.label, V_CHOICE + c.value) for c in choices)
 
@@ -404,17 +412,8 @@ class Engine:
         """Offer to pick up an idle flow; the new message is kept in case they want something new."""
         flow = self.flows.get(state.flow_id or "")
         title = flow.title if flow else "your earlier request"
-        buttons = (Button("Pick up where we left off", V_RESUME), Button("Start something new", V_RESUME_NEW))
-        new = replace(state, awaiting="resume", pending_text=text, offered=tuple(b.value for b in buttons),
-                      updated_at=now)
-        return Transition(new, (Say(template="resume_offer", context={"title": title}, buttons=buttons),))
-
-    def _switch_offer(self, state: ConversationState, flow: Flow, text: str) -> Transition:
-        """The person wrote something that answers none of the choices: back to the question, or
-        start over with what they wrote (the same "resume" exchange as an idle flow)."""
-        buttons = (Button("Back to the question", V_RESUME), Button("Start something new", V_RESUME_NEW))
-        new = replace(state, awaiting="resume", pending_text=text, offered=tuple(b.value for b in buttons))
-        return Transition(new, (Say(template="switch_offer", context={"title": flow.title}, buttons=buttons),))
+        return _resume_offer(replace(state, updated_at=now), text, "resume_offer", title,
+                             "Pick up where we left off")
 
     def is_idle(self, state: ConversationState, now: datetime) -> bool:
         return bool(state.active and state.updated_at and now - state.updated_at >= self.idle_timeout
@@ -493,7 +492,7 @@ class Engine:
             if choice is None and turn.value is None and len(normalise(turn.text).split()) >= _NEW_REQUEST_WORDS:
                 # A sentence that is none of the choices ("actually my outlook won't open"): ask
                 # whether this is something new rather than repeating the question.
-                return self._switch_offer(state, flow, turn.text or "")
+                return _resume_offer(state, turn.text or "", "switch_offer", flow.title, "Back to the question")
             if choice is None:
                 return Transition(state, (Say(text=step.retry_text, context=_context(state, flow),
                                               buttons=_choice_buttons(step.choices)),))

@@ -304,7 +304,9 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 def _slack_inline(text: str) -> str:
     """Slack mrkdwn: `&`, `<`, `>` escaped first, then `**b**` -> `*b*` and `[t](u)` -> `<u|t>`."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    from bot.render.renderer import escape_mrkdwn
+
+    text = escape_mrkdwn(text)
     text = _BOLD.sub(r"*\1*", text)
     return _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1).replace('|', '/')}>" if m.group(1) else f"<{m.group(2)}>",
                      text)
@@ -312,7 +314,9 @@ def _slack_inline(text: str) -> str:
 
 def _slack_code(code: str, language: str) -> str:
     del language
-    return "```\n" + code.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") + "\n```"
+    from bot.render.renderer import escape_mrkdwn
+
+    return "```\n" + escape_mrkdwn(code) + "\n```"
 
 
 SLACK = ArticleStyle(inline=_slack_inline, heading=lambda text: f"*{_slack_inline(text).replace('*', '')}*",

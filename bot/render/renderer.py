@@ -75,11 +75,9 @@ def _bold(ctx: Context, value: Any) -> Markup:
 def _article_body(ctx: Context, article: Mapping[str, Any], max_chars: int = 2500) -> Markup:
     """A knowledge-base article (the dict of `KbIndex.render_article`) below its title and summary,
     in the channel's own formatting: Slack mrkdwn (escaped there), Teams card markdown, plain text."""
-    from bot.kb.render import PLAIN, SLACK, TEAMS
+    from bot.kb.render import PLAIN, SLACK, TEAMS, article_to_text
 
     style = {Platform.SLACK: SLACK, Platform.TEAMS: TEAMS}.get(_platform(ctx), PLAIN)
-    from bot.kb.render import article_to_text
-
     return Markup(article_to_text(article, max_chars, style=style, head=False))  # noqa: S704 - escaped per style
 
 

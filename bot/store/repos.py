@@ -35,12 +35,17 @@ class ConcurrentUpdate(Exception):
     """The conversation changed under us (should not happen under the row lock)."""
 
 
+def _upsert_insert(session: AsyncSession, table: Any) -> Any:
+    """An INSERT that supports ON CONFLICT, for the session's database (SQLite or PostgreSQL)."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table)
+
+
 async def insert_ignore(session: AsyncSession, table: Any, values: Mapping[str, Any],
                         conflict: Sequence[str]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING on either database; True if a row was inserted."""
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    statement = _upsert_insert(session, table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
     result: Any = await session.execute(statement)
     return bool(result.rowcount)
 
@@ -253,9 +258,7 @@ class SqlSharedState:
         return dict(row.value)
 
     async def put(self, key: str, value: dict[str, Any], expires: float) -> None:
-        dialect = self.session.bind.dialect.name if self.session.bind is not None else "sqlite"
-        module: Any = postgresql if dialect == "postgresql" else sqlite
-        statement = module.insert(SharedStateRow).values(key=key, value=value, expires=expires)
+        statement = _upsert_insert(self.session, SharedStateRow).values(key=key, value=value, expires=expires)
         statement = statement.on_conflict_do_update(
             index_elements=["key"], set_={"value": statement.excluded.value, "expires": statement.excluded.expires}
         )
