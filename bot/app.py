@@ -188,6 +188,9 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app.on_close(kb.close)
     _wire_tickets(app)
     _wire_self_service(app, actions)
+    from bot.graph.listening import DirectoryListener
+
+    pipeline.listener = DirectoryListener(directory)  # what a message names: devices, groups
     from bot.outages import install as install_outages
 
     install_outages(app)  # its turn handler runs before the flow engine

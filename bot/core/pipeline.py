@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from jinja2 import UndefinedError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.models import Address, Button, Incoming, Outbound, Person, Platform, Reply
@@ -49,7 +50,9 @@ from bot.engine.engine import (
     Transition,
     TriageGuess,
     UserTurn,
+    global_command,
 )
+from bot.engine.listen import Facts, listens_for
 from bot.render.renderer import Renderer
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
 
@@ -70,6 +73,13 @@ class TicketDesk(Protocol):
     """Opens tickets for flows (bot/tickets implements it)."""
 
     async def open_for_flow(self, turn: Turn, request: OpenTicket, summary: str) -> TicketAnswer: ...
+
+
+class Listener(Protocol):
+    """Looks up what a message may name in the directory (the person's devices, groups...), so the
+    pure engine can hear it (bot/graph/listening.py implements it)."""
+
+    async def facts(self, person: Person, text: str, kinds: frozenset[str]) -> Facts: ...
 
 
 class TurnHandler(Protocol):
@@ -183,6 +193,7 @@ class Pipeline:
         clock: Clock = system_clock,
         triage_thresholds: tuple[float, float, float] = (0.55, 0.30, 0.08),
         on_commit: Callable[[], None] | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.sessions = sessions
         self.resolver = resolver
@@ -196,6 +207,7 @@ class Pipeline:
         self.clock = clock
         self.start_threshold, self.min_confidence, self.margin = triage_thresholds
         self.on_commit = on_commit
+        self.listener = listener
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def add_handler(self, handler: TurnHandler) -> None:
@@ -292,6 +304,9 @@ class Pipeline:
                     await self._apply(turn, self.engine.idle_prompt(state, user_turn.text, turn.now))
                     return
             if state.active or state.awaiting == "did_you_mean":
+                if state.active and user_turn.text and user_turn.value is None:
+                    user_turn = replace(user_turn, facts=await self._facts(turn, state.flow_id, user_turn.text,
+                                                                           state.slots))
                 await self._apply(turn, self.engine.advance(state, user_turn, turn.now))
                 return
             if user_turn.value is not None and user_turn.value.startswith("start:"):
@@ -310,7 +325,21 @@ class Pipeline:
                 else:
                     turn.say("help")
                 return
+            if global_command(text) == "cancel":
+                # Nothing is running: "cancel" is not a request to sort (nor "not an IT matter").
+                turn.emit("nothing_to_cancel")
+                turn.say("nothing_to_cancel")
+                return
             await self._route(turn, text)
+        except UndefinedError as exc:
+            # A flow's text names a slot this conversation never filled: the documented apology and
+            # an offer of a technician, never a raw template error (`flows validate` catches most).
+            log.error("flow template error: %s", exc, extra={"conversation": incoming.conversation_key})
+            turn.emit("flow_error", flow=turn.state.flow_id, step=turn.state.step_id, error=str(exc)[:500])
+            if turn.state.flow_id:
+                turn.emit("flow_ended", flow=turn.state.flow_id, outcome="abandoned")
+            turn.state = ConversationState(version=state.version)
+            turn.say("error", buttons=[Button("Talk to a person", V_HUMAN)])
         except FlowRuntimeError as exc:
             log.error("flow error: %s", exc, extra={"conversation": incoming.conversation_key})
             turn.emit("flow_error", flow=state.flow_id, step=state.step_id, error=str(exc)[:500])
@@ -330,9 +359,25 @@ class Pipeline:
             rest = [a for a in ((guess.intent, guess.confidence), *guess.alternatives) if a[0] not in skip]
             guess = TriageGuess(rest[0][0], rest[0][1], tuple(rest[1:])) if rest else TriageGuess(guess.intent, 0.0)
         turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
+        facts = await self._facts(turn, guess.intent, text, {})
         await self._apply(turn, self.engine.route(
             turn.state, text, guess, turn.now,
-            start_threshold=self.start_threshold, min_confidence=self.min_confidence, margin=self.margin))
+            start_threshold=self.start_threshold, min_confidence=self.min_confidence, margin=self.margin,
+            facts=facts))
+
+    async def _facts(self, turn: Turn, flow_id: str | None, text: str, filled: Mapping[str, Any]) -> Facts:
+        """The directory facts the flow listens for in `text` (nothing when it listens for none)."""
+        flow = self.engine.flows.get(flow_id or "")
+        if flow is None or self.listener is None:
+            return Facts()
+        kinds = listens_for(flow, filled)
+        if not kinds:
+            return Facts()
+        try:
+            return await self.listener.facts(turn.person, text, kinds)
+        except Exception:  # listening is a convenience: the question is simply asked
+            log.warning("directory lookup for listening failed", exc_info=True)
+            return Facts()
 
     async def _apply(self, turn: Turn, transition: Transition) -> None:
         """Carry out a transition's effects, feeding results back into the engine."""
@@ -363,9 +408,11 @@ class Pipeline:
                 if effect.text.strip():
                     guess = self.triage.classify(effect.text)
                     turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
+                    facts = await self._facts(turn, guess.intent, effect.text, {})
                     follow = self.engine.route(turn.state, effect.text, guess, turn.now,
                                                start_threshold=self.start_threshold,
-                                               min_confidence=self.min_confidence, margin=self.margin)
+                                               min_confidence=self.min_confidence, margin=self.margin,
+                                               facts=facts)
                 else:
                     turn.say("help")
             if follow is not None:
