@@ -110,10 +110,9 @@ _OS_NAME = {"windows": "Windows", "mac": "Mac", "mobile": "phone"}
 
 # Error codes as people quote them: "error 809", "code E52", "0x80070005", "error: 651".
 _ERROR_CODE = re.compile(
-    r"\b(?:error|err|code|fault|status)(?:\s+code)?\s*[:#]?\s*((?:0x[0-9a-f]{4,8})|(?:[a-z]{0,3}-?\d{2,6}[a-z]?))\b"
+    r"\b(?:error|err|code|fault|status)(?:\s+code)?\s*[:#]?\s*(0x[0-9a-f]{4,8}|[a-z]{0,3}-?\d{2,6}[a-z]?)\b"
     r"|\b(0x[0-9a-f]{8})\b"
-    r"|\b([a-z]{1,2}\d{2,4})\b(?=[^\n]*\b(?:error|code|shows|says|display|screen)\b)"
-    r"|(?<=\b(?:shows|says|showing|displays)\s)([a-z]{1,2}-?\d{2,4})\b",
+    r"|\b(?:shows|says|showing|displays|displaying)\s+([a-z]{1,2}-?\d{2,4})\b",
     re.IGNORECASE,
 )
 
@@ -229,7 +228,7 @@ def hear_step(step: AskStep, text: str, facts: Facts, today: date, *, answering:
         if len(found) != 1:
             return None
         name = found[0]
-        sure = name.exact and answering
+        sure = name.exact
         return Heard(step.slot, name.value, name.label, sure=sure, confirm="" if sure else f"{name.label}?")
     return None
 
@@ -307,12 +306,12 @@ def match_names(kind: str, text: str, candidates: Iterable[tuple[str, str, Itera
     """The directory object `text` names, if one clearly does. `candidates`: (value, label, names to
     match on: display name, mail nickname, description)."""
     scored: list[tuple[float, str, str, bool]] = []
-    typed = " ".join(_words(text))
     for value, label, names in candidates:
         names = [n for n in names if n]
         score = name_score(text, names)
         if score >= NAME_MATCH:
-            exact = any(typed == " ".join(_words(n)) and text.strip().casefold() == n.casefold() for n in names)
+            # Exact: a name appears as written ("engineering", "marketing-share"), not just its words.
+            exact = any(re.search(rf"(?<![\w-]){re.escape(n.casefold())}(?![\w-])", text.casefold()) for n in names)
             scored.append((score, value, label, exact))
     scored.sort(key=lambda s: -s[0])
     if not scored or (len(scored) > 1 and scored[1][0] >= scored[0][0] - 5 and scored[1][1] != scored[0][1]):
