@@ -49,6 +49,8 @@ V_CANCEL = "flow:cancel"
 V_HUMAN = "flow:human"
 V_GUESS_YES = "guess:yes"
 V_GUESS_NO = "guess:no"
+# A guess the person turned down is kept under this prefix (`guesses`), so it isn't offered again.
+DECLINED = "declined:"
 # Answers an action asked for (needs_input) are kept under this prefix until the action finishes.
 INPUT_PREFIX = "input_"
 
@@ -559,6 +561,8 @@ class Engine:
             # A name as people say it ("marketing share") becomes the directory's name, confirmed
             # unless typed exactly; a date becomes YYYY-MM-DD.
             heard = hear_step(step, text, turn.facts, now.date(), answering=True)
+            if heard is not None and heard.value == state.guesses.get(DECLINED + step.slot, {}).get("value"):
+                heard = None  # the person already said it isn't that one: take their words
             if heard is not None and not heard.sure:
                 guessed = replace(state, guesses={**state.guesses, step.slot: heard.as_guess()})
                 return self._confirm_guess(guessed, flow, step, [Emit("heard", _heard_event(heard))])
@@ -583,7 +587,9 @@ class Engine:
             return self._run(replace(base, slots=slots), flow, self._after(flow, step, guess.get("value", "")),
                              [Emit("guess_confirmed", {"slot": step.slot})])
         if turn.value == V_GUESS_NO or (turn.value is None and said in _NO) or not guess:
-            return self._ask(base, flow, step, [Emit("guess_declined", {"slot": step.slot})])
+            # Remembered, so the name they type next is not "corrected" back to the same guess.
+            declined = replace(base, guesses={**rest, DECLINED + step.slot: {"value": guess.get("value", "")}})
+            return self._ask(declined, flow, step, [Emit("guess_declined", {"slot": step.slot})])
         answering = replace(base, awaiting="choice" if step.input == "choice" else "answer")
         return self._answer(answering, flow, step, turn, now)
 

@@ -228,7 +228,7 @@ def hear_step(step: AskStep, text: str, facts: Facts, today: date, *, answering:
         if len(found) != 1:
             return None
         name = found[0]
-        sure = name.exact
+        sure = name.exact and answering
         return Heard(step.slot, name.value, name.label, sure=sure, confirm="" if sure else f"{name.label}?")
     return None
 
@@ -310,8 +310,9 @@ def match_names(kind: str, text: str, candidates: Iterable[tuple[str, str, Itera
         names = [n for n in names if n]
         score = name_score(text, names)
         if score >= NAME_MATCH:
-            # Exact: a name appears as written ("engineering", "marketing-share"), not just its words.
-            exact = any(re.search(rf"(?<![\w-]){re.escape(n.casefold())}(?![\w-])", text.casefold()) for n in names)
+            # Exact: the text is the name, as written ("engineering", "marketing-share"); anything
+            # looser ("marketing share", "the engineering group") is confirmed first.
+            exact = any(text.strip().casefold() == n.casefold() for n in names)
             scored.append((score, value, label, exact))
     scored.sort(key=lambda s: -s[0])
     if not scored or (len(scored) > 1 and scored[1][0] >= scored[0][0] - 5 and scored[1][1] != scored[0][1]):
