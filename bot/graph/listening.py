@@ -35,10 +35,10 @@ class DirectoryListener:
             except DirectoryError as exc:
                 log.warning("devices for listening unavailable: %s", exc.cause)
         if "group" in kinds:
-            # Graph's $search matches word prefixes: the first four letters of each distinctive word
+            # Graph's $search matches word prefixes: the first three letters of each distinctive word
             # find the candidates even when the rest is misspelt; rapidfuzz ranks them.
             words = [w for w in re.split(r"[^a-z0-9]+", text.lower()) if len(w) >= 3 and w not in STOP_WORDS]
-            prefixes = list(dict.fromkeys(w[:4] for w in words))[:6]
+            prefixes = list(dict.fromkeys(w[:3] for w in words))[:6]
             if prefixes:
                 try:
                     groups = await self.directory.search_groups(prefixes)
