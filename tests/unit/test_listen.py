@@ -87,7 +87,8 @@ def test_error_codes_and_dates_as_people_say_them() -> None:
 
 
 def test_names_match_fuzzily_and_only_exact_is_exact() -> None:
-    groups = [("marketing-share", "Marketing shared drive (marketing-share)", ("Marketing shared drive", "marketing-share", "")),
+    groups = [("marketing-share", "Marketing shared drive (marketing-share)",
+               ("Marketing shared drive", "marketing-share", "")),
               ("orphan-share", "Share nobody owns (orphan-share)", ("Share nobody owns", "orphan-share", "")),
               ("engineering", "Engineering", ("Engineering", "engineering", "Platform and product engineers"))]
     found = match_names("group", "I need access to the marketing share", groups)
