@@ -27,11 +27,6 @@ from bot.store.db import create_engine, session_factory
 
 log = logging.getLogger("bot.app")
 
-TRIAGE_LABELS = frozenset({
-    "password_reset", "account_locked", "mfa", "vpn", "network", "printer", "email", "software_request",
-    "access_request", "hardware", "computer_problem", "meetings", "phone", "onboarding", "security",
-    "ticket_status", "outage_check", "human", "smalltalk", "out_of_scope",
-})
 
 
 class StartupError(Exception):
@@ -164,7 +159,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
         templates=renderer.template_names(),
         actions=actions.names() if actions is not None else None,
         articles=kb.article_ids() if kb is not None else None,
-        categories=TRIAGE_LABELS,
+        categories=frozenset(settings.tickets.categories),
     )
     flows = load_flows(settings.flows_dir, known)
     if flows.errors:

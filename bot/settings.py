@@ -262,7 +262,16 @@ def _default_sla() -> dict[str, SlaTarget]:
             "P4": SlaTarget(first_response_minutes=480, resolution_minutes=2400)}
 
 
+DEFAULT_CATEGORIES = (
+    "password_reset", "account_locked", "mfa", "vpn", "network", "printer", "email", "software_request",
+    "access_request", "hardware", "computer_problem", "meetings", "phone", "onboarding", "security",
+    "ticket_status", "outage_check", "human", "smalltalk", "out_of_scope",
+)
+
+
 class TicketSettings(Section):
+    # Ticket categories a flow (its `category`, an escalate step's `category`) may use; data, not code.
+    categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES), min_length=1)
     id_prefix: str = "HD-"
     first_number: int = Field(default=1001, ge=1)
     # impact -> urgency -> priority (ITIL-style matrix); unknown values count as "low".

@@ -335,9 +335,12 @@ class Pipeline:
             # A flow's text names a slot this conversation never filled: the documented apology and
             # an offer of a technician, never a raw template error (`flows validate` catches most).
             log.error("flow template error: %s", exc, extra={"conversation": incoming.conversation_key})
-            turn.emit("flow_error", flow=turn.state.flow_id, step=turn.state.step_id, error=str(exc)[:500])
-            if turn.state.flow_id:
-                turn.emit("flow_ended", flow=turn.state.flow_id, outcome="abandoned")
+            # The flow may have reached its end in this turn (its state already cleared): name it anyway.
+            flow_id = turn.state.flow_id or state.flow_id
+            step_id = turn.state.step_id or state.step_id
+            turn.emit("flow_error", flow=flow_id, step=step_id, error=str(exc)[:500])
+            if flow_id:
+                turn.emit("flow_ended", flow=flow_id, outcome="abandoned")
             turn.state = ConversationState(version=state.version)
             turn.say("error", buttons=[Button("Talk to a person", V_HUMAN)])
         except FlowRuntimeError as exc:

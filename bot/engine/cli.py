@@ -49,10 +49,26 @@ def _flows_dir(directory: Path | None) -> Path:
 
 
 def known_references() -> Known:
+    """What flows may refer to: templates, actions, the knowledge base's article ids and the ticket
+    categories from the settings (falling back to the shipped defaults when settings don't load)."""
+    from bot.kb.loader import load_dir
     from bot.render.renderer import Renderer
+    from bot.settings import DEFAULT_CATEGORIES
 
-    return Known(templates=Renderer().template_names(), actions=ACTIONS,
-                 categories=frozenset(TRIAGE_LABELS))
+    categories: frozenset[str] = frozenset(DEFAULT_CATEGORIES)
+    articles: frozenset[str] | None = None
+    try:
+        from bot.settings import load_settings
+
+        settings = load_settings()
+        categories = frozenset(settings.tickets.categories)
+        kb_dir = settings.kb_dir
+    except Exception:
+        kb_dir = Path("kb_articles")
+    if kb_dir.is_dir():
+        articles = frozenset(a.id for a in load_dir(kb_dir).articles)
+    return Known(templates=Renderer().template_names(), actions=ACTIONS, articles=articles,
+                 categories=categories)
 
 
 def _load(directory: Path | None, *, strict: bool = False) -> FlowSet:
