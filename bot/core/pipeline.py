@@ -336,11 +336,11 @@ class Pipeline:
             # an offer of a technician, never a raw template error (`flows validate` catches most).
             log.error("flow template error: %s", exc, extra={"conversation": incoming.conversation_key})
             # The flow may have reached its end in this turn (its state already cleared): name it anyway.
-            flow_id = turn.state.flow_id or state.flow_id
-            step_id = turn.state.step_id or state.step_id
-            turn.emit("flow_error", flow=flow_id, step=step_id, error=str(exc)[:500])
-            if flow_id:
-                turn.emit("flow_ended", flow=flow_id, outcome="abandoned")
+            failed_flow = turn.state.flow_id or state.flow_id
+            failed_step = turn.state.step_id or state.step_id
+            turn.emit("flow_error", flow=failed_flow, step=failed_step, error=str(exc)[:500])
+            if failed_flow:
+                turn.emit("flow_ended", flow=failed_flow, outcome="abandoned")
             turn.state = ConversationState(version=state.version)
             turn.say("error", buttons=[Button("Talk to a person", V_HUMAN)])
         except FlowRuntimeError as exc:
