@@ -163,7 +163,7 @@ async def test_429_on_a_reply_is_retried_after_retry_after_and_delivered_once(ha
 
 async def test_buttons_and_a_modal_form_with_a_pattern_advance_the_flow(harness: Harness) -> None:
     standin = harness.standin
-    await harness.event(message_im("my outlook automatic replies need setting up"))
+    await harness.event(message_im("I need help with my outlook email"))
     await harness.settle()
     question = harness.last_post(ALICE_DM)
     assert "What do you need with email?" in visible(question)
