@@ -75,7 +75,7 @@ async def test_direct_message_is_answered_in_the_dm_and_identity_comes_from_user
     assert response.status_code == 200
     await harness.settle()
     post = harness.last_post(ALICE_DM)
-    assert "Which computer are you connecting from?" in visible(post)
+    assert "Your Windows computer ALICE-LT01?" in visible(post)  # the one laptop, confirmed in one line
     assert "thread_ts" not in post
     await harness.event(message_im("still there?"))
     await harness.settle()
@@ -88,7 +88,7 @@ async def test_mention_in_a_channel_is_answered_in_its_thread(harness: Harness) 
     await harness.settle()
     post = harness.last_post("C0CHAN0001")
     assert post["thread_ts"] == payload["event"]["ts"]
-    assert "Which computer are you connecting from?" in visible(post)
+    assert "Your Windows computer ALICE-LT01?" in visible(post)  # the one laptop, confirmed in one line
 
 
 async def test_bots_edits_and_joins_are_ignored(harness: Harness) -> None:
