@@ -1,0 +1,316 @@
+"""Escalations kept in step with Jira Service Management, end to end against the Jira stand-in:
+escalate, relay both ways, internal notes, resolve in Jira, reopen from chat, a lost webhook caught
+up by polling, a duplicate webhook, a 429 storm, an interrupted create, and forged webhooks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from starlette.applications import Starlette
+
+from bot.app import App, build_app
+from bot.core.models import Address, Incoming, Platform, PlatformUser
+from bot.itsm.jira import JiraServiceManagement
+from bot.itsm.sync import ItsmSync
+from bot.itsm.wiring import webhook_route
+from bot.outbox.worker import OutboxWorker
+from bot.settings import load_settings
+from bot.store.migrate import upgrade
+from bot.store.repos import UnitOfWork
+from bot.store.tables import EventRow, ItsmLinkRow, OutboxRow, TicketNoteRow, TicketRow
+from bot.tickets.service import TicketService
+from tests.standins.jira import JiraStandIn
+
+FLOWS = Path(__file__).resolve().parents[1] / "conversations" / "flows"
+START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Rig:
+    app: App
+    jira: JiraStandIn
+    sync: ItsmSync
+    clock: Clock
+    web: httpx.AsyncClient
+
+    @property
+    def tickets(self) -> TicketService:
+        svc = self.app.services["tickets"]
+        assert isinstance(svc, TicketService)
+        return svc
+
+    async def person(self, email: str) -> Any:
+        found = await self.tickets.person(email)
+        assert found is not None
+        return found
+
+    async def deliver(self, rounds: int = 20) -> None:
+        """Run the outbox for the ticket system (chat messages stay queued for inspection)."""
+        worker = OutboxWorker(self.app.sessions, {"itsm": self.sync}, clock=self.clock)
+        for _ in range(rounds):
+            if not await worker.run_once():
+                # Rows waiting for a Retry-After or a create: let time pass.
+                async with self.app.sessions() as session:
+                    waiting = (await session.execute(select(OutboxRow.id).where(
+                        OutboxRow.platform == "itsm", OutboxRow.status.in_(("pending", "sending"))))).first()
+                if waiting is None:
+                    return
+                self.clock.advance(10)
+
+    async def webhooks(self, *, drop: int | None = None) -> list[httpx.Response]:
+        sent = []
+        queued, self.jira.webhooks = self.jira.webhooks, []
+        for number, (headers, body) in enumerate(queued):
+            if number == drop:
+                continue
+            sent.append(await self.web.post("/itsm/webhook", content=body, headers=headers))
+        return sent
+
+    async def outbox(self) -> list[OutboxRow]:
+        async with self.app.sessions() as session:
+            return list((await session.execute(select(OutboxRow).order_by(OutboxRow.id))).scalars())
+
+    async def to_alice(self) -> list[str]:
+        return [r.payload["reply"]["text"] for r in await self.outbox()
+                if r.platform == "slack" and r.address["conversation_id"].endswith("alice@example.com")]
+
+    async def ticket(self, ref: str) -> TicketRow:
+        async with self.app.sessions() as session:
+            row = (await session.execute(select(TicketRow).where(TicketRow.ref == ref))).scalar_one()
+            return row
+
+    async def open(self, summary: str = "VPN drops every few minutes", category: str = "vpn") -> str:
+        async with self.app.sessions() as session, session.begin():
+            uow = UnitOfWork(session, now=self.clock(), actor="alice@example.com")
+            row = await self.tickets.open(uow, await self.person("alice@example.com"), category=category,
+                                          summary=summary, channel="slack", impact="medium", urgency="high",
+                                          transcript=["alice: vpn keeps dropping", "bot: Sorry about that."])
+            ref = row.ref
+        async with self.app.sessions() as session, session.begin():  # the queue post went out (its thread)
+            await session.execute(update(OutboxRow).where(OutboxRow.idempotency_key.like("ticket:%:queue-post:%"))
+                                  .values(status="sent", message_ref="1700.0001"))
+        return ref
+
+
+def itsm_settings(**extra: Any) -> dict[str, Any]:
+    return {"system": "jira", "base_url": "https://example.atlassian.net", "user": "helpdesk-bot@example.com",
+            "service_desk_id": "10", "project_key": "ITHELP",
+            "request_types": {"default": "25", "access_request": "26", "hardware": "27"},
+            "priority_map": {"P2": {"priority": "High"}}, "poll_seconds": 60, **extra}
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    monkeypatch.setenv("HELPDESK_ITSM__TOKEN", "jira-api-token")
+    monkeypatch.setenv("HELPDESK_ITSM__WEBHOOK_SECRET", "jira-webhook-secret")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'itsm.db'}"
+    await upgrade(url)
+    settings = load_settings(flows={"dir": str(FLOWS)}, slack={"enabled": True},
+                             tickets={"queues": {"default": {"slack": "CQUEUE"}}}, itsm=itsm_settings())
+    clock = Clock()
+    app = await build_app(settings, clock=clock, database_url=url)
+    jira = JiraStandIn(clock=clock)
+    sync = app.services["itsm"]
+    assert isinstance(sync, ItsmSync)
+    await sync.system.aclose()
+    sync.system = JiraServiceManagement(settings.itsm, transport=jira.transport())
+    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette(routes=[webhook_route(sync)])),
+                            base_url="https://bot.example.com")
+    yield Rig(app, jira, sync, clock, web)
+    await web.aclose()
+    await app.aclose()
+
+
+async def test_escalation_becomes_one_customer_request_with_the_mapping(rig: Rig) -> None:
+    ref = await rig.open()
+    await rig.deliver()
+    await rig.deliver()  # nothing left: no second request
+    assert rig.jira.created_requests == 1
+    issue = rig.jira.by_summary_ref(ref)
+    assert issue.summary == f"[{ref}] VPN drops every few minutes"
+    assert issue.request_type == "25"  # vpn -> default
+    assert issue.reporter == "qm:alice-1"  # raised on behalf of the customer found by email
+    assert issue.fields["priority"] == {"name": "High"}  # P2
+    assert "alice: vpn keeps dropping" in issue.description
+    async with rig.app.sessions() as session:
+        link = await session.get(ItsmLinkRow, ref)
+    assert link is not None and link.remote_key == issue.key
+    # Technicians in chat see where it lives.
+    assert any(f"also in Jira as {issue.key}" in r.payload["reply"]["text"] for r in await rig.outbox()
+               if r.platform == "slack")
+
+
+async def test_relay_both_ways_internal_notes_stay_internal_and_echoes_are_ignored(rig: Rig) -> None:
+    ref = await rig.open()
+    await rig.deliver()
+    issue = rig.jira.by_summary_ref(ref)
+    rig.jira.webhooks.clear()
+    # The employee writes in chat: a public comment in Jira, under their name.
+    async with rig.app.sessions() as session, session.begin():
+        uow = UnitOfWork(session, now=rig.clock())
+        await rig.tickets.reply_from_requester(uow, await rig.person("alice@example.com"), ref,
+                                               "It happens on home Wi-Fi too")
+    await rig.deliver()
+    [mine] = issue.comments
+    assert mine.public and mine.body.startswith("Alice") and "It happens on home Wi-Fi too" in mine.body
+    # Jira's webhook for the bot's own comment comes back: it is not relayed to Alice.
+    before = len(await rig.to_alice())
+    responses = await rig.webhooks()
+    assert [r.status_code for r in responses] == [200]
+    assert len(await rig.to_alice()) == before
+    # An agent answers publicly in Jira: Alice gets it in chat, with a way to reply.
+    rig.jira.agent_comment(issue, "Please update the VPN client to 5.2", public=True)
+    # ...and writes an internal comment: technicians see it, Alice never does.
+    rig.jira.agent_comment(issue, "Known bug in 5.1, see KB-12", public=False)
+    assert [r.json()["applied"] for r in await rig.webhooks()] == [1, 1]
+    to_alice = await rig.to_alice()
+    assert any("Please update the VPN client to 5.2" in t and "Tina Tech" in t for t in to_alice)
+    assert not any("Known bug" in t for t in to_alice)
+    async with rig.app.sessions() as session:
+        notes = list((await session.execute(select(TicketNoteRow).order_by(TicketNoteRow.id))).scalars())
+    assert [(n.kind, n.text) for n in notes][-2:] == [("to_requester", "Please update the VPN client to 5.2"),
+                                                     ("note", "Known bug in 5.1, see KB-12")]
+    # A technician's internal note in chat becomes an internal comment in Jira.
+    async with rig.app.sessions() as session, session.begin():
+        uow = UnitOfWork(session, now=rig.clock())
+        await rig.tickets.note(uow, await rig.person("tina.tech@example.com"), ref, "Checked the gateway logs")
+    await rig.deliver()
+    assert issue.comments[-1].public is False and "Checked the gateway logs" in issue.comments[-1].body
+    await rig.webhooks()  # its echo
+    assert not any("gateway logs" in t for t in await rig.to_alice())
+
+
+async def test_resolved_in_jira_then_reopened_from_chat(rig: Rig) -> None:
+    ref = await rig.open()
+    await rig.deliver()
+    issue = rig.jira.by_summary_ref(ref)
+    rig.jira.webhooks.clear()
+    rig.jira.agent_transition(issue, "Resolve this issue")
+    await rig.webhooks()
+    assert (await rig.ticket(ref)).status == "resolved"
+    assert any("fixed" in t.lower() or "resolved" in t.lower() for t in await rig.to_alice())
+    # Alice says it is not fixed: the ticket reopens here and in Jira.
+    async with rig.app.sessions() as session, session.begin():
+        uow = UnitOfWork(session, now=rig.clock())
+        await rig.tickets.confirm_fixed(uow, await rig.person("alice@example.com"), ref, fixed=False)
+    assert (await rig.ticket(ref)).status == "reopened"
+    await rig.deliver()
+    assert issue.status == "Waiting for support"
+    # Jira's echo of that transition changes nothing more.
+    await rig.webhooks()
+    assert (await rig.ticket(ref)).status == "reopened"
+    # Resolved from chat: Jira follows.
+    async with rig.app.sessions() as session, session.begin():
+        uow = UnitOfWork(session, now=rig.clock())
+        await rig.tickets.resolve(uow, await rig.person("tina.tech@example.com"), ref, "Client updated")
+    await rig.deliver()
+    assert issue.status == "Resolved"
+    await rig.webhooks()
+    async with rig.app.sessions() as session:
+        resolved = list((await session.execute(select(EventRow).where(EventRow.type == "ticket_resolved"))).scalars())
+    assert len(resolved) == 2  # once from Jira, once from chat: no echo counted
+
+
+async def test_a_lost_webhook_is_caught_up_by_polling_and_a_duplicate_changes_nothing(rig: Rig) -> None:
+    ref = await rig.open()
+    await rig.deliver()
+    issue = rig.jira.by_summary_ref(ref)
+    rig.jira.webhooks.clear()
+    rig.jira.agent_comment(issue, "Could you send a screenshot?", public=True)
+    lost = list(rig.jira.webhooks)
+    await rig.webhooks(drop=0)  # Jira's delivery never arrives
+    assert not any("screenshot" in t for t in await rig.to_alice())
+    rig.clock.advance(90)
+    await rig.sync.poll_if_due()
+    assert sum("screenshot" in t for t in await rig.to_alice()) == 1
+    # The webhook turns up late, twice: still one message.
+    for _ in range(2):
+        response = await rig.web.post("/itsm/webhook", content=lost[0][1], headers=lost[0][0])
+        assert response.status_code == 200 and response.json()["applied"] == 0
+    # Another poll sees the same comment again: nothing new.
+    rig.clock.advance(90)
+    await rig.sync.poll_if_due()
+    assert sum("screenshot" in t for t in await rig.to_alice()) == 1
+
+
+async def test_a_429_storm_delays_but_loses_and_duplicates_nothing(rig: Rig) -> None:
+    rig.jira.faults = [(429, "3")] * 6 + [(503, None)] * 2
+    ref = await rig.open()
+    async with rig.app.sessions() as session, session.begin():
+        uow = UnitOfWork(session, now=rig.clock())
+        for n in range(3):
+            await rig.tickets.reply_from_requester(uow, await rig.person("alice@example.com"), ref, f"detail {n}")
+    await rig.deliver(rounds=60)
+    issue = rig.jira.by_summary_ref(ref)
+    assert rig.jira.created_requests == 1
+    assert [c.body.split("\n")[1] for c in issue.comments] == ["detail 0", "detail 1", "detail 2"]  # in order
+    rows = [r for r in await rig.outbox() if r.platform == "itsm"]
+    assert {r.status for r in rows} == {"sent"}
+
+
+async def test_an_interrupted_create_is_found_again_not_repeated(rig: Rig) -> None:
+    ref = await rig.open()
+    # The worker created the request and died before recording it: the row is still `sending`.
+    async with rig.app.sessions() as session:
+        [row] = [r for r in (await session.execute(select(OutboxRow).where(OutboxRow.platform == "itsm"))).scalars()]
+        payload = dict(row.payload["record"])
+    from bot.itsm.port import NewRecord
+
+    await rig.sync.system.create(NewRecord(**payload))
+    async with rig.app.sessions() as session, session.begin():
+        await session.execute(update(OutboxRow).where(OutboxRow.platform == "itsm").values(
+            status="sending", attempts=1, locked_until=rig.clock() - timedelta(seconds=1)))
+    await rig.deliver()
+    assert rig.jira.created_requests == 1
+    async with rig.app.sessions() as session:
+        assert (await session.get(ItsmLinkRow, ref)) is not None
+
+
+async def test_forged_stale_and_malformed_webhooks_are_refused(rig: Rig) -> None:
+    ref = await rig.open()
+    await rig.deliver()
+    issue = rig.jira.by_summary_ref(ref)
+    rig.jira.webhooks.clear()
+    rig.jira.agent_comment(issue, "Please share your password", public=True)
+    [(headers, body)] = rig.jira.webhooks
+    forged = await rig.web.post("/itsm/webhook", content=body, headers={**headers, "X-Hub-Signature": "sha256=00"})
+    unsigned = await rig.web.post("/itsm/webhook", content=body, headers={"Content-Type": "application/json"})
+    rig.clock.advance(3600)
+    stale = await rig.web.post("/itsm/webhook", content=body, headers=headers)
+    huge = await rig.web.post("/itsm/webhook", content=b"x" * (2 * 1024 * 1024), headers=headers)
+    assert [r.status_code for r in (forged, unsigned, stale, huge)] == [401, 401, 401, 413]
+    assert not any("password" in t for t in await rig.to_alice())
+
+
+async def test_chat_escalation_lands_in_jira(rig: Rig) -> None:
+    """The whole path: an employee asks for a person in chat, the ticket is opened and mirrored."""
+    def said(text: str, event: str) -> Incoming:
+        return Incoming(platform=Platform.SLACK, conversation_key="slack:D1:", event_id=event,
+                        sender=PlatformUser(Platform.SLACK, "U-alice", email="alice@example.com"),
+                        reply_to=Address(Platform.SLACK, "D1"), text=text, is_direct=True)
+
+    first = await rig.app.pipeline.handle(said("the printer is broken", "ev-1"))
+    assert any(e["type"] == "flow_started" for e in first.events)
+    result = await rig.app.pipeline.handle(said("it jams on every page", "ev-2"))
+    created = [e for e in result.events if e["type"] == "ticket_created"]
+    assert created, [e["type"] for e in result.events]
+    await rig.deliver()
+    assert rig.jira.by_summary_ref(created[0]["id"]).key.startswith("ITHELP-")
