@@ -4,6 +4,7 @@ up by polling, a duplicate webhook, a 429 storm, an interrupted create, and forg
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pg_scratch import scratch_database
 from sqlalchemy import select, update
 from starlette.applications import Starlette
 
@@ -117,11 +119,20 @@ def itsm_settings(**extra: Any) -> dict[str, Any]:
             "priority_map": {"P2": {"priority": "High"}}, "poll_seconds": 60, **extra}
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def rig(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
     monkeypatch.setenv("HELPDESK_ITSM__TOKEN", "jira-api-token")
     monkeypatch.setenv("HELPDESK_ITSM__WEBHOOK_SECRET", "jira-webhook-secret")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'itsm.db'}"
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "postgres":
+            url = await stack.enter_async_context(scratch_database("helpdesk_itsm"))
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'itsm.db'}"
+        async for built in _rig(url):
+            yield built
+
+
+async def _rig(url: str) -> AsyncIterator[Rig]:
     await upgrade(url)
     settings = load_settings(flows={"dir": str(FLOWS)}, slack={"enabled": True},
                              tickets={"queues": {"default": {"slack": "CQUEUE"}}}, itsm=itsm_settings())

@@ -109,7 +109,17 @@ class ServiceNowStandIn:
                               headers=headers)
 
     def _matches(self, row: dict[str, Any], query: str) -> bool:
+        """Terms joined by `^` must all hold; a term starting `OR` is an alternative to the one before."""
+        groups: list[list[str]] = []
         for term in [t for t in query.split("^") if t and not t.startswith("ORDERBY")]:
+            if term.startswith("OR") and groups:
+                groups[-1].append(term[2:])
+            else:
+                groups.append([term])
+        return all(any(self._term(row, term) for term in group) for group in groups)
+
+    def _term(self, row: dict[str, Any], query: str) -> bool:
+        for term in [query]:
             if term.endswith("ISNOTEMPTY"):
                 if not row.get(term[: -len("ISNOTEMPTY")]):
                     return False
@@ -132,8 +142,7 @@ class ServiceNowStandIn:
                 continue
             m = re.fullmatch(r"(\w+)=(.*)", term)
             if m:
-                alternatives = m.group(2).split("^OR")
-                if str(row.get(m.group(1), "")) not in alternatives:
+                if str(row.get(m.group(1), "")) != m.group(2):
                     return False
                 continue
             m = re.fullmatch(r"(\w+)LIKE(.*)", term)
