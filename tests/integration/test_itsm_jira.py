@@ -15,13 +15,13 @@ import httpx
 import pytest
 from pg_scratch import scratch_database
 from sqlalchemy import select, update
-from starlette.applications import Starlette
 
 from bot.app import App, build_app
+from bot.channels.serve import build_asgi
 from bot.core.models import Address, Incoming, Platform, PlatformUser
 from bot.itsm.jira import JiraServiceManagement
 from bot.itsm.sync import ItsmSync
-from bot.itsm.wiring import webhook_route
+from bot.itsm.wiring import mount
 from bot.outbox.worker import OutboxWorker
 from bot.settings import load_settings
 from bot.store.migrate import upgrade
@@ -143,7 +143,9 @@ async def _rig(url: str) -> AsyncIterator[Rig]:
     assert isinstance(sync, ItsmSync)
     await sync.system.aclose()
     sync.system = JiraServiceManagement(settings.itsm, transport=jira.transport())
-    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette(routes=[webhook_route(sync)])),
+    itsm_mount = mount(app, settings)  # what `helpdesk serve` mounts: POST /itsm/webhook and the sender
+    assert itsm_mount is not None and itsm_mount.senders() == {"itsm": sync}
+    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_asgi(app, [itsm_mount])),
                             base_url="https://bot.example.com")
     yield Rig(app, jira, sync, clock, web)
     await web.aclose()
