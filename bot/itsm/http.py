@@ -92,3 +92,31 @@ def signature_matches(secret: str, message: bytes, given: str) -> bool:
 
 def lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
+
+
+def authenticated_json(cfg: Any, headers: Mapping[str, str], body: bytes, header: str, now: float, *,
+                       stamp_unit: float = 1.0) -> tuple[dict[str, Any], dict[str, str]]:
+    """An inbound webhook's JSON object, after its HMAC signature (in `header`) and its
+    `timestamp` (in units of `stamp_unit` seconds) are checked; else WebhookRefused."""
+    import json
+
+    from bot.itsm.port import WebhookRefused
+
+    h = lower_headers(headers)
+    secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else ""
+    if not secret:
+        raise WebhookRefused(401, "no itsm.webhook_secret is configured, so no webhook can be trusted")
+    if not signature_matches(secret, body, h.get(header.lower(), "")):
+        raise WebhookRefused(401, f"bad or missing {header}")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise WebhookRefused(400, "not JSON") from None
+    if not isinstance(data, dict):
+        raise WebhookRefused(400, "not a JSON object")
+    stamp = data.get("timestamp")
+    if not isinstance(stamp, int | float):
+        raise WebhookRefused(400, "no timestamp")
+    if abs(now - stamp * stamp_unit) > cfg.webhook_max_age_seconds:
+        raise WebhookRefused(401, "too old (a replay?)")
+    return data, h

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bot.itsm.http import call, lower_headers, signature_matches
+from bot.itsm.http import authenticated_json, call
 from bot.itsm.port import (
     MARKER,
     OPEN,
@@ -34,7 +33,6 @@ from bot.itsm.port import (
     RemoteComment,
     RemoteRecord,
     Webhook,
-    WebhookRefused,
 )
 from bot.outbox.worker import Undeliverable
 from bot.settings import ItsmSettings
@@ -195,23 +193,8 @@ class JiraServiceManagement:
                 return changes
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes, now: datetime) -> Webhook:
-        h = lower_headers(headers)
-        secret = self.cfg.webhook_secret.get_secret_value() if self.cfg.webhook_secret else ""
-        if not secret:
-            raise WebhookRefused(401, "no itsm.webhook_secret is configured, so no webhook can be trusted")
-        if not signature_matches(secret, body, h.get("x-hub-signature", "")):
-            raise WebhookRefused(401, "bad or missing X-Hub-Signature")
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise WebhookRefused(400, "not JSON") from None
-        if not isinstance(data, dict):
-            raise WebhookRefused(400, "not a JSON object")
-        stamp = data.get("timestamp")
-        if not isinstance(stamp, int | float):
-            raise WebhookRefused(400, "no timestamp")
-        if abs(now.timestamp() - stamp / 1000) > self.cfg.webhook_max_age_seconds:
-            raise WebhookRefused(401, "too old (a replay?)")
+        data, h = authenticated_json(self.cfg, headers, body, "X-Hub-Signature", now.timestamp(), stamp_unit=0.001)
+        stamp = data["timestamp"]
         delivery = h.get("x-atlassian-webhook-identifier") or f"{data.get('webhookEvent')}:{stamp}"
         issue = data.get("issue") or {}
         remote_id = str(issue.get("id", ""))

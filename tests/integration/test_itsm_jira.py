@@ -6,110 +6,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from itsm_rig import Clock, Rig, make_rig
 from pg_scratch import scratch_database
 from sqlalchemy import select, update
 
-from bot.app import App, build_app
-from bot.channels.serve import build_asgi
 from bot.core.models import Address, Incoming, Platform, PlatformUser
 from bot.itsm.jira import JiraServiceManagement
-from bot.itsm.sync import ItsmSync
-from bot.itsm.wiring import mount
-from bot.outbox.worker import OutboxWorker
-from bot.settings import load_settings
-from bot.store.migrate import upgrade
+from bot.itsm.port import NewRecord
 from bot.store.repos import UnitOfWork
-from bot.store.tables import EventRow, ItsmLinkRow, OutboxRow, TicketNoteRow, TicketRow
-from bot.tickets.service import TicketService
+from bot.store.tables import EventRow, ItsmLinkRow, OutboxRow, TicketNoteRow
 from tests.standins.jira import JiraStandIn
-
-FLOWS = Path(__file__).resolve().parents[1] / "conversations" / "flows"
-START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class Rig:
-    app: App
-    jira: JiraStandIn
-    sync: ItsmSync
-    clock: Clock
-    web: httpx.AsyncClient
-
-    @property
-    def tickets(self) -> TicketService:
-        svc = self.app.services["tickets"]
-        assert isinstance(svc, TicketService)
-        return svc
-
-    async def person(self, email: str) -> Any:
-        found = await self.tickets.person(email)
-        assert found is not None
-        return found
-
-    async def deliver(self, rounds: int = 20) -> None:
-        """Run the outbox for the ticket system (chat messages stay queued for inspection)."""
-        worker = OutboxWorker(self.app.sessions, {"itsm": self.sync}, clock=self.clock)
-        for _ in range(rounds):
-            if not await worker.run_once():
-                # Rows waiting for a Retry-After or a create: let time pass.
-                async with self.app.sessions() as session:
-                    waiting = (await session.execute(select(OutboxRow.id).where(
-                        OutboxRow.platform == "itsm", OutboxRow.status.in_(("pending", "sending"))))).first()
-                if waiting is None:
-                    return
-                self.clock.advance(10)
-
-    async def webhooks(self, *, drop: int | None = None) -> list[httpx.Response]:
-        sent = []
-        queued, self.jira.webhooks = self.jira.webhooks, []
-        for number, (headers, body) in enumerate(queued):
-            if number == drop:
-                continue
-            sent.append(await self.web.post("/itsm/webhook", content=body, headers=headers))
-        return sent
-
-    async def outbox(self) -> list[OutboxRow]:
-        async with self.app.sessions() as session:
-            return list((await session.execute(select(OutboxRow).order_by(OutboxRow.id))).scalars())
-
-    async def to_alice(self) -> list[str]:
-        return [r.payload["reply"]["text"] for r in await self.outbox()
-                if r.platform == "slack" and r.address["conversation_id"].endswith("alice@example.com")]
-
-    async def ticket(self, ref: str) -> TicketRow:
-        async with self.app.sessions() as session:
-            row = (await session.execute(select(TicketRow).where(TicketRow.ref == ref))).scalar_one()
-            return row
-
-    async def open(self, summary: str = "VPN drops every few minutes", category: str = "vpn") -> str:
-        async with self.app.sessions() as session, session.begin():
-            uow = UnitOfWork(session, now=self.clock(), actor="alice@example.com")
-            row = await self.tickets.open(uow, await self.person("alice@example.com"), category=category,
-                                          summary=summary, channel="slack", impact="medium", urgency="high",
-                                          transcript=["alice: vpn keeps dropping", "bot: Sorry about that."])
-            ref = row.ref
-        async with self.app.sessions() as session, session.begin():  # the queue post went out (its thread)
-            await session.execute(update(OutboxRow).where(OutboxRow.idempotency_key.like("ticket:%:queue-post:%"))
-                                  .values(status="sent", message_ref="1700.0001"))
-        return ref
 
 
 def itsm_settings(**extra: Any) -> dict[str, Any]:
@@ -128,36 +39,24 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytes
             url = await stack.enter_async_context(scratch_database("helpdesk_itsm"))
         else:
             url = f"sqlite+aiosqlite:///{tmp_path / 'itsm.db'}"
-        async for built in _rig(url):
+        built = await make_rig(url, itsm_settings(), JiraStandIn(clock=Clock()), JiraServiceManagement)
+        try:
             yield built
+        finally:
+            await built.aclose()
 
 
-async def _rig(url: str) -> AsyncIterator[Rig]:
-    await upgrade(url)
-    settings = load_settings(flows={"dir": str(FLOWS)}, slack={"enabled": True},
-                             tickets={"queues": {"default": {"slack": "CQUEUE"}}}, itsm=itsm_settings())
-    clock = Clock()
-    app = await build_app(settings, clock=clock, database_url=url)
-    jira = JiraStandIn(clock=clock)
-    sync = app.services["itsm"]
-    assert isinstance(sync, ItsmSync)
-    await sync.system.aclose()
-    sync.system = JiraServiceManagement(settings.itsm, transport=jira.transport())
-    itsm_mount = mount(app, settings)  # what `helpdesk serve` mounts: POST /itsm/webhook and the sender
-    assert itsm_mount is not None and itsm_mount.senders() == {"itsm": sync}
-    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_asgi(app, [itsm_mount])),
-                            base_url="https://bot.example.com")
-    yield Rig(app, jira, sync, clock, web)
-    await web.aclose()
-    await app.aclose()
+async def open_vpn(rig: Rig) -> str:
+    return await rig.open("VPN drops every few minutes", "vpn",
+                          transcript=("alice: vpn keeps dropping", "bot: Sorry about that."))
 
 
 async def test_escalation_becomes_one_customer_request_with_the_mapping(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_vpn(rig)
     await rig.deliver()
     await rig.deliver()  # nothing left: no second request
-    assert rig.jira.created_requests == 1
-    issue = rig.jira.by_summary_ref(ref)
+    assert rig.standin.created_requests == 1
+    issue = rig.standin.by_summary_ref(ref)
     assert issue.summary == f"[{ref}] VPN drops every few minutes"
     assert issue.request_type == "25"  # vpn -> default
     assert issue.reporter == "qm:alice-1"  # raised on behalf of the customer found by email
@@ -172,10 +71,10 @@ async def test_escalation_becomes_one_customer_request_with_the_mapping(rig: Rig
 
 
 async def test_relay_both_ways_internal_notes_stay_internal_and_echoes_are_ignored(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_vpn(rig)
     await rig.deliver()
-    issue = rig.jira.by_summary_ref(ref)
-    rig.jira.webhooks.clear()
+    issue = rig.standin.by_summary_ref(ref)
+    rig.standin.webhooks.clear()
     # The employee writes in chat: a public comment in Jira, under their name.
     async with rig.app.sessions() as session, session.begin():
         uow = UnitOfWork(session, now=rig.clock())
@@ -190,9 +89,9 @@ async def test_relay_both_ways_internal_notes_stay_internal_and_echoes_are_ignor
     assert [r.status_code for r in responses] == [200]
     assert len(await rig.to_alice()) == before
     # An agent answers publicly in Jira: Alice gets it in chat, with a way to reply.
-    rig.jira.agent_comment(issue, "Please update the VPN client to 5.2", public=True)
+    rig.standin.agent_comment(issue, "Please update the VPN client to 5.2", public=True)
     # ...and writes an internal comment: technicians see it, Alice never does.
-    rig.jira.agent_comment(issue, "Known bug in 5.1, see KB-12", public=False)
+    rig.standin.agent_comment(issue, "Known bug in 5.1, see KB-12", public=False)
     assert [r.json()["applied"] for r in await rig.webhooks()] == [1, 1]
     to_alice = await rig.to_alice()
     assert any("Please update the VPN client to 5.2" in t and "Tina Tech" in t for t in to_alice)
@@ -212,24 +111,24 @@ async def test_relay_both_ways_internal_notes_stay_internal_and_echoes_are_ignor
 
 
 async def test_resolved_in_jira_then_reopened_from_chat(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_vpn(rig)
     await rig.deliver()
-    issue = rig.jira.by_summary_ref(ref)
-    rig.jira.webhooks.clear()
-    rig.jira.agent_transition(issue, "Resolve this issue")
+    issue = rig.standin.by_summary_ref(ref)
+    rig.standin.webhooks.clear()
+    rig.standin.agent_transition(issue, "Resolve this issue")
     await rig.webhooks()
-    assert (await rig.ticket(ref)).status == "resolved"
+    assert await rig.status(ref) == "resolved"
     assert any("fixed" in t.lower() or "resolved" in t.lower() for t in await rig.to_alice())
     # Alice says it is not fixed: the ticket reopens here and in Jira.
     async with rig.app.sessions() as session, session.begin():
         uow = UnitOfWork(session, now=rig.clock())
         await rig.tickets.confirm_fixed(uow, await rig.person("alice@example.com"), ref, fixed=False)
-    assert (await rig.ticket(ref)).status == "reopened"
+    assert await rig.status(ref) == "reopened"
     await rig.deliver()
     assert issue.status == "Waiting for support"
     # Jira's echo of that transition changes nothing more.
     await rig.webhooks()
-    assert (await rig.ticket(ref)).status == "reopened"
+    assert await rig.status(ref) == "reopened"
     # Resolved from chat: Jira follows.
     async with rig.app.sessions() as session, session.begin():
         uow = UnitOfWork(session, now=rig.clock())
@@ -243,12 +142,12 @@ async def test_resolved_in_jira_then_reopened_from_chat(rig: Rig) -> None:
 
 
 async def test_a_lost_webhook_is_caught_up_by_polling_and_a_duplicate_changes_nothing(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_vpn(rig)
     await rig.deliver()
-    issue = rig.jira.by_summary_ref(ref)
-    rig.jira.webhooks.clear()
-    rig.jira.agent_comment(issue, "Could you send a screenshot?", public=True)
-    lost = list(rig.jira.webhooks)
+    issue = rig.standin.by_summary_ref(ref)
+    rig.standin.webhooks.clear()
+    rig.standin.agent_comment(issue, "Could you send a screenshot?", public=True)
+    lost = list(rig.standin.webhooks)
     await rig.webhooks(drop=0)  # Jira's delivery never arrives
     assert not any("screenshot" in t for t in await rig.to_alice())
     rig.clock.advance(90)
@@ -265,45 +164,43 @@ async def test_a_lost_webhook_is_caught_up_by_polling_and_a_duplicate_changes_no
 
 
 async def test_a_429_storm_delays_but_loses_and_duplicates_nothing(rig: Rig) -> None:
-    rig.jira.faults = [(429, "3")] * 6 + [(503, None)] * 2
-    ref = await rig.open()
+    rig.standin.faults = [(429, "3")] * 6 + [(503, None)] * 2
+    ref = await open_vpn(rig)
     async with rig.app.sessions() as session, session.begin():
         uow = UnitOfWork(session, now=rig.clock())
         for n in range(3):
             await rig.tickets.reply_from_requester(uow, await rig.person("alice@example.com"), ref, f"detail {n}")
     await rig.deliver(rounds=60)
-    issue = rig.jira.by_summary_ref(ref)
-    assert rig.jira.created_requests == 1
+    issue = rig.standin.by_summary_ref(ref)
+    assert rig.standin.created_requests == 1
     assert [c.body.split("\n")[1] for c in issue.comments] == ["detail 0", "detail 1", "detail 2"]  # in order
     rows = [r for r in await rig.outbox() if r.platform == "itsm"]
     assert {r.status for r in rows} == {"sent"}
 
 
 async def test_an_interrupted_create_is_found_again_not_repeated(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_vpn(rig)
     # The worker created the request and died before recording it: the row is still `sending`.
     async with rig.app.sessions() as session:
         [row] = [r for r in (await session.execute(select(OutboxRow).where(OutboxRow.platform == "itsm"))).scalars()]
         payload = dict(row.payload["record"])
-    from bot.itsm.port import NewRecord
-
     await rig.sync.system.create(NewRecord(**payload))
     async with rig.app.sessions() as session, session.begin():
         await session.execute(update(OutboxRow).where(OutboxRow.platform == "itsm").values(
             status="sending", attempts=1, locked_until=rig.clock() - timedelta(seconds=1)))
     await rig.deliver()
-    assert rig.jira.created_requests == 1
+    assert rig.standin.created_requests == 1
     async with rig.app.sessions() as session:
         assert (await session.get(ItsmLinkRow, ref)) is not None
 
 
 async def test_forged_stale_and_malformed_webhooks_are_refused(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_vpn(rig)
     await rig.deliver()
-    issue = rig.jira.by_summary_ref(ref)
-    rig.jira.webhooks.clear()
-    rig.jira.agent_comment(issue, "Please share your password", public=True)
-    [(headers, body)] = rig.jira.webhooks
+    issue = rig.standin.by_summary_ref(ref)
+    rig.standin.webhooks.clear()
+    rig.standin.agent_comment(issue, "Please share your password", public=True)
+    [(headers, body)] = rig.standin.webhooks
     forged = await rig.web.post("/itsm/webhook", content=body, headers={**headers, "X-Hub-Signature": "sha256=00"})
     unsigned = await rig.web.post("/itsm/webhook", content=body, headers={"Content-Type": "application/json"})
     rig.clock.advance(3600)
@@ -326,4 +223,4 @@ async def test_chat_escalation_lands_in_jira(rig: Rig) -> None:
     created = [e for e in result.events if e["type"] == "ticket_created"]
     assert created, [e["type"] for e in result.events]
     await rig.deliver()
-    assert rig.jira.by_summary_ref(created[0]["id"]).key.startswith("ITHELP-")
+    assert rig.standin.by_summary_ref(created[0]["id"]).key.startswith("ITHELP-")

@@ -10,142 +10,51 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
-from starlette.applications import Starlette
+from itsm_rig import Clock, Rig, make_rig
+from sqlalchemy import select
 from typer.testing import CliRunner
 
-from bot.app import App, build_app
 from bot.itsm.servicenow import ServiceNow
-from bot.itsm.sync import ItsmSync
 from bot.itsm.webhook import SignedWebhook
-from bot.itsm.wiring import webhook_route
-from bot.outbox.worker import OutboxWorker
-from bot.settings import load_settings
-from bot.store.migrate import upgrade
 from bot.store.repos import UnitOfWork
-from bot.store.tables import EventRow, OutboxRow, TicketRow
-from bot.tickets.service import HeldByOther, TicketService
+from bot.store.tables import EventRow
+from bot.tickets.service import HeldByOther
 from tests.standins.servicenow import ServiceNowStandIn
 
-FLOWS = Path(__file__).resolve().parents[1] / "conversations" / "flows"
-START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+SNOW = {"system": "servicenow", "base_url": "https://example.service-now.com", "user": "svc.helpdesk",
+        "assignment_groups": {"default": "g-service-desk", "network": "g-network"},
+        "priority_map": {"P1": {"urgency": "1", "impact": "1"}, "P2": {"urgency": "1", "impact": "2"}},
+        "custom_fields": {"contact_type": "virtual_agent"}}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@dataclass
-class Rig:
-    app: App
-    snow: ServiceNowStandIn
-    sync: ItsmSync
-    clock: Clock
-    web: httpx.AsyncClient
-
-    @property
-    def tickets(self) -> TicketService:
-        svc = self.app.services["tickets"]
-        assert isinstance(svc, TicketService)
-        return svc
-
-    async def person(self, email: str) -> Any:
-        found = await self.tickets.person(email)
-        assert found is not None
-        return found
-
-    async def deliver(self, rounds: int = 30) -> None:
-        worker = OutboxWorker(self.app.sessions, {"itsm": self.sync}, clock=self.clock)
-        for _ in range(rounds):
-            if not await worker.run_once():
-                async with self.app.sessions() as session:
-                    waiting = (await session.execute(select(OutboxRow.id).where(
-                        OutboxRow.platform == "itsm", OutboxRow.status.in_(("pending", "sending"))))).first()
-                if waiting is None:
-                    return
-                self.clock.advance(10)
-
-    async def webhooks(self, *, drop: int | None = None) -> list[httpx.Response]:
-        sent = []
-        queued, self.snow.webhooks = self.snow.webhooks, []
-        for number, (headers, body) in enumerate(queued):
-            if number != drop:
-                sent.append(await self.web.post("/itsm/webhook", content=body, headers=headers))
-        return sent
-
-    async def to_alice(self) -> list[str]:
-        async with self.app.sessions() as session:
-            rows = list((await session.execute(select(OutboxRow).order_by(OutboxRow.id))).scalars())
-        return [r.payload["reply"]["text"] for r in rows
-                if r.platform == "slack" and r.address["conversation_id"].endswith("alice@example.com")]
-
-    async def status(self, ref: str) -> str:
-        async with self.app.sessions() as session:
-            return str((await session.execute(select(TicketRow.status).where(TicketRow.ref == ref))).scalar_one())
-
-    async def open(self, category: str = "network") -> str:
-        async with self.app.sessions() as session, session.begin():
-            uow = UnitOfWork(session, now=self.clock(), actor="alice@example.com")
-            row = await self.tickets.open(uow, await self.person("alice@example.com"), category=category,
-                                          summary="No network in room 4B", channel="slack", impact="high",
-                                          urgency="high")
-            ref = row.ref
-        async with self.app.sessions() as session, session.begin():
-            await session.execute(update(OutboxRow).where(OutboxRow.idempotency_key.like("ticket:%:queue-post:%"))
-                                  .values(status="sent", message_ref="1700.0001"))
-        return ref
-
-
-async def make_rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **itsm: Any) -> Rig:
+async def make_snow_rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **itsm: Any) -> Rig:
     monkeypatch.setenv("HELPDESK_ITSM__TOKEN", "snow-password")
     monkeypatch.setenv("HELPDESK_ITSM__WEBHOOK_SECRET", "snow-webhook-secret")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'snow.db'}"
-    await upgrade(url)
-    cfg = {"system": "servicenow", "base_url": "https://example.service-now.com", "user": "svc.helpdesk",
-           "assignment_groups": {"default": "g-service-desk", "network": "g-network"},
-           "priority_map": {"P1": {"urgency": "1", "impact": "1"}, "P2": {"urgency": "1", "impact": "2"}},
-           "custom_fields": {"contact_type": "virtual_agent"}, **itsm}
-    settings = load_settings(flows={"dir": str(FLOWS)}, slack={"enabled": True},
-                             tickets={"queues": {"default": {"slack": "CQUEUE"}}}, itsm=cfg)
-    clock = Clock()
-    app = await build_app(settings, clock=clock, database_url=url)
-    snow = ServiceNowStandIn(clock=clock)
-    sync = app.services["itsm"]
-    assert isinstance(sync, ItsmSync)
-    await sync.system.aclose()
-    sync.system = ServiceNow(settings.itsm, transport=snow.transport())
-    web = httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette(routes=[webhook_route(sync)])),
-                            base_url="https://bot.example.com")
-    return Rig(app, snow, sync, clock, web)
+    return await make_rig(f"sqlite+aiosqlite:///{tmp_path / 'snow.db'}", {**SNOW, **itsm},
+                          ServiceNowStandIn(clock=Clock()), ServiceNow)
+
+
+async def open_network(rig: Rig) -> str:
+    return await rig.open("No network in room 4B", "network", impact="high", urgency="high")
 
 
 @pytest.fixture
 async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
-    built = await make_rig(tmp_path, monkeypatch)
+    built = await make_snow_rig(tmp_path, monkeypatch)
     yield built
-    await built.web.aclose()
-    await built.app.aclose()
+    await built.aclose()
 
 
 async def test_escalation_becomes_one_incident_with_caller_group_and_priority(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_network(rig)
     await rig.deliver()
     await rig.deliver()
-    [incident] = rig.snow.tables["incident"]
+    [incident] = rig.standin.tables["incident"]
     assert incident["correlation_id"] == ref and incident["short_description"] == f"[{ref}] No network in room 4B"
     assert incident["caller_id"] == "u-alice" and incident["assignment_group"] == "g-network"
     assert (incident["urgency"], incident["impact"]) == ("1", "1")  # high/high is P1
@@ -153,29 +62,29 @@ async def test_escalation_becomes_one_incident_with_caller_group_and_priority(ri
 
 
 async def test_comments_work_notes_resolve_and_reopen_both_ways(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_network(rig)
     await rig.deliver()
-    incident = rig.snow.incident_for(ref)
-    rig.snow.webhooks.clear()
+    incident = rig.standin.incident_for(ref)
+    rig.standin.webhooks.clear()
     # Chat -> ServiceNow: the requester's message is an additional comment, a technician's note a work note.
     async with rig.app.sessions() as session, session.begin():
         uow = UnitOfWork(session, now=rig.clock())
         await rig.tickets.reply_from_requester(uow, await rig.person("alice@example.com"), ref, "Room 4B, desk 12")
         await rig.tickets.note(uow, await rig.person("tina.tech@example.com"), ref, "Switch port 12 is down")
     await rig.deliver()
-    journal = [(e["element"], e["value"].split("\n")[1]) for e in rig.snow.tables["sys_journal_field"]]
+    journal = [(e["element"], e["value"].split("\n")[1]) for e in rig.standin.tables["sys_journal_field"]]
     assert journal == [("comments", "Room 4B, desk 12"), ("work_notes", "Switch port 12 is down")]
     await rig.webhooks()  # the echoes of the bot's own entries
     assert not any("Switch port" in t or "desk 12" in t for t in await rig.to_alice())
     # ServiceNow -> chat: an agent's additional comment reaches Alice; a work note does not.
-    rig.snow.agent_comment(incident, "A technician is on the way", public=True)
-    rig.snow.agent_comment(incident, "Replacing the patch cable", public=False)
+    rig.standin.agent_comment(incident, "A technician is on the way", public=True)
+    rig.standin.agent_comment(incident, "Replacing the patch cable", public=False)
     assert [r.json()["applied"] for r in await rig.webhooks()] == [1, 1]
     alice = await rig.to_alice()
     assert any("A technician is on the way" in t and "Tina Tech" in t for t in alice)
     assert not any("patch cable" in t for t in alice)
     # Resolved in ServiceNow -> resolved here; reopened from chat -> In Progress there.
-    rig.snow.agent_state(incident, "6", notes="Cable replaced")
+    rig.standin.agent_state(incident, "6", notes="Cable replaced")
     await rig.webhooks()
     assert await rig.status(ref) == "resolved"
     assert any("Cable replaced" in t for t in await rig.to_alice())
@@ -196,12 +105,12 @@ async def test_comments_work_notes_resolve_and_reopen_both_ways(rig: Rig) -> Non
 
 
 async def test_lost_webhook_caught_up_by_polling_duplicates_and_forgeries_ignored(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_network(rig)
     await rig.deliver()
-    incident = rig.snow.incident_for(ref)
-    rig.snow.webhooks.clear()
-    rig.snow.agent_comment(incident, "Is the cable plugged in?", public=True)
-    [(headers, body)] = rig.snow.webhooks
+    incident = rig.standin.incident_for(ref)
+    rig.standin.webhooks.clear()
+    rig.standin.agent_comment(incident, "Is the cable plugged in?", public=True)
+    [(headers, body)] = rig.standin.webhooks
     await rig.webhooks(drop=0)
     rig.clock.advance(150)
     await rig.sync.poll_if_due()
@@ -214,33 +123,32 @@ async def test_lost_webhook_caught_up_by_polling_duplicates_and_forgeries_ignore
 
 
 async def test_rate_limits_and_outages_delay_but_lose_nothing(rig: Rig) -> None:
-    rig.snow.faults = [(429, "2")] * 5 + [(503, None)] * 3
-    ref = await rig.open()
+    rig.standin.faults = [(429, "2")] * 5 + [(503, None)] * 3
+    ref = await open_network(rig)
     async with rig.app.sessions() as session, session.begin():
         uow = UnitOfWork(session, now=rig.clock())
         await rig.tickets.reply_from_requester(uow, await rig.person("alice@example.com"), ref, "one")
         await rig.tickets.reply_from_requester(uow, await rig.person("alice@example.com"), ref, "two")
     await rig.deliver(rounds=80)
-    assert len(rig.snow.tables["incident"]) == 1
-    assert [e["value"].split("\n")[1] for e in rig.snow.tables["sys_journal_field"]] == ["one", "two"]
+    assert len(rig.standin.tables["incident"]) == 1
+    assert [e["value"].split("\n")[1] for e in rig.standin.tables["sys_journal_field"]] == ["one", "two"]
 
 
 async def test_the_caller_is_never_created_unless_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rig = await make_rig(tmp_path, monkeypatch)
+    rig = await make_snow_rig(tmp_path, monkeypatch)
     try:
-        rig.snow.tables["sys_user"] = [u for u in rig.snow.tables["sys_user"] if u["user_name"] != "alice"]
-        await rig.open()
+        rig.standin.tables["sys_user"] = [u for u in rig.standin.tables["sys_user"] if u["user_name"] != "alice"]
+        await open_network(rig)
         await rig.deliver()
-        [incident] = rig.snow.tables["incident"]
+        [incident] = rig.standin.tables["incident"]
         assert "caller_id" not in incident and "Requested by Alice" in incident["description"]
-        assert all(u["email"] != "alice@example.com" for u in rig.snow.tables["sys_user"])
+        assert all(u["email"] != "alice@example.com" for u in rig.standin.tables["sys_user"])
     finally:
-        await rig.web.aclose()
-        await rig.app.aclose()
+        await rig.aclose()
 
 
 async def test_claim_race_still_has_one_winner_with_a_connector_on(rig: Rig) -> None:
-    ref = await rig.open()
+    ref = await open_network(rig)
     await rig.deliver()
 
     async def claim(email: str) -> str:
@@ -259,17 +167,16 @@ async def test_claim_race_still_has_one_winner_with_a_connector_on(rig: Rig) -> 
 @pytest.mark.parametrize(("sla", "breaches"), [("bot", 1), ("itsm", 0)])
 async def test_sla_clock_runs_here_or_defers_to_the_itsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          sla: str, breaches: int) -> None:
-    rig = await make_rig(tmp_path, monkeypatch, sla=sla)
+    rig = await make_snow_rig(tmp_path, monkeypatch, sla=sla)
     try:
-        await rig.open()
+        await open_network(rig)
         rig.clock.advance(3 * 24 * 3600)
         await rig.tickets.tick(rig.clock())
         async with rig.app.sessions() as session:
             found = list((await session.execute(select(EventRow).where(EventRow.type == "sla_breached"))).scalars())
         assert len({e.subject for e in found}) == breaches
     finally:
-        await rig.web.aclose()
-        await rig.app.aclose()
+        await rig.aclose()
 
 
 async def test_generic_webhook_is_signed_and_carries_a_stable_delivery_id(tmp_path: Path,
@@ -281,11 +188,11 @@ async def test_generic_webhook_is_signed_and_carries_a_stable_delivery_id(tmp_pa
         received.append(request)
         return httpx.Response(next(status))
 
-    rig = await make_rig(tmp_path, monkeypatch)
+    rig = await make_snow_rig(tmp_path, monkeypatch)
     try:
         cfg = rig.app.settings.itsm.model_copy(update={"system": "webhook", "base_url": "https://hooks.example.com/hd"})
         rig.sync.system = SignedWebhook(cfg, transport=httpx.MockTransport(receiver), clock=lambda: 1795000000)
-        ref = await rig.open()
+        ref = await open_network(rig)
         await rig.deliver()
         assert len(received) == 2  # a 503, then the retry
         first, retry = received
@@ -298,12 +205,11 @@ async def test_generic_webhook_is_signed_and_carries_a_stable_delivery_id(tmp_pa
         assert event["event"] == "ticket.created" and event["ticket"]["id"] == ref
         assert "snow-webhook-secret" not in body.decode()
     finally:
-        await rig.web.aclose()
-        await rig.app.aclose()
+        await rig.aclose()
 
 
 async def test_itsm_check_reports_in_plain_words(rig: Rig) -> None:
-    rig.snow.acl_denied.add("sys_journal_field")
+    rig.standin.acl_denied.add("sys_journal_field")
     lines = await rig.sync.system.check()
     text = {line.what: (line.ok, line.detail) for line in lines}
     assert text["sign in"][0] and text["read incidents"][0]
