@@ -120,3 +120,10 @@ def authenticated_json(cfg: Any, headers: Mapping[str, str], body: bytes, header
     if abs(now - stamp * stamp_unit) > cfg.webhook_max_age_seconds:
         raise WebhookRefused(401, "too old (a replay?)")
     return data, h
+
+
+def basic_auth_client(cfg: Any, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    """Jira (email + API token) and ServiceNow (user + password) both use HTTP basic auth."""
+    token = cfg.token.get_secret_value() if cfg.token else ""
+    return httpx.AsyncClient(base_url=cfg.base_url.rstrip("/"), auth=(cfg.user, token), transport=transport,
+                             timeout=cfg.timeout_seconds, headers={"Accept": "application/json"})

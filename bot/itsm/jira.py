@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from bot.itsm.http import authenticated_json, call
+from bot.itsm.http import authenticated_json, basic_auth_client, call
 from bot.itsm.port import (
     MARKER,
     OPEN,
@@ -47,11 +47,8 @@ class JiraServiceManagement:
 
     def __init__(self, cfg: ItsmSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.cfg = cfg
-        token = cfg.token.get_secret_value() if cfg.token else ""
         self.base = cfg.base_url.rstrip("/")
-        self.client = httpx.AsyncClient(base_url=self.base, auth=(cfg.user, token), transport=transport,
-                                        timeout=cfg.timeout_seconds,
-                                        headers={"Accept": "application/json"})
+        self.client = basic_auth_client(cfg, transport)
 
     async def aclose(self) -> None:
         await self.client.aclose()
