@@ -140,3 +140,20 @@ def test_negated_urgency_is_not_urgency() -> None:
     engine = _engine()
     out = engine.start(ConversationState(), "demo", "vpn keeps dropping, not urgent, it can wait", NOW)
     assert "urgency" not in out.state.slots or out.state.slots["urgency"] == "low"
+
+
+def test_cancel_at_a_did_you_mean_prompt_cancels_the_prompt() -> None:
+    from bot.engine.engine import TriageGuess
+
+    flow, _ = parse_flow(FLOW, "demo.yaml", Known(), Environment(autoescape=False))  # noqa: S701
+    other, _ = parse_flow(FLOW.replace("id: demo", "id: other"), "other.yaml", Known(),
+                          Environment(autoescape=False))  # noqa: S701
+    assert flow is not None and other is not None
+    engine = Engine({"demo": flow, "other": other})
+    prompt = engine.route(ConversationState(), "cant log in", TriageGuess("demo", 0.4, (("other", 0.35),)), NOW,
+                          start_threshold=0.55, min_confidence=0.3, margin=0.08)
+    assert prompt.state.awaiting == "did_you_mean"
+    out = engine.advance(prompt.state, UserTurn(text="cancel"), NOW)
+    assert out.state.awaiting is None and not out.state.active
+    assert [e.type for e in out.effects if isinstance(e, Emit)] == ["prompt_cancelled"]
+    assert [e.template for e in out.effects if isinstance(e, Say)] == ["cancelled"]
