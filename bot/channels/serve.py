@@ -70,8 +70,18 @@ def _teams(app: Any, settings: Settings) -> ChannelMount | None:
     return _TeamsMount(app) if settings.teams.enabled else None
 
 
-# Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages).
-MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams]
+def _console(app: Any, settings: Settings) -> ChannelMount | None:
+    """The web console under /console/ (bot/web, docs/console.md)."""
+    if not settings.web.enabled:
+        return None
+    from bot.web.console import ConsoleMount
+
+    return ConsoleMount(app)
+
+
+# Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages,
+# the web console: /console/).
+MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _console]
 
 
 def settings_problems(settings: Settings) -> list[str]:
