@@ -82,7 +82,7 @@ class EntraSignIn:
 
     def _start(self, redirect_uri: str) -> dict[str, Any]:
         try:
-            flow = self._app().initiate_auth_code_flow(scopes=[], redirect_uri=redirect_uri, response_mode="query",
+            flow = self._app().initiate_auth_code_flow(scopes=[], redirect_uri=redirect_uri, response_mode="form_post",
                                                        prompt="select_account")
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("Entra ID sign-in could not start: %s", type(exc).__name__)

@@ -234,7 +234,15 @@ class Console:
             return PlainTextResponse("Microsoft sign-in is not configured for this console.", status_code=404)
         from bot.store.repos import SqlSharedState
 
-        params = {k: v for k, v in request.query_params.items()}
+        # response_mode=form_post (RFC 9700 4.3.1): the code arrives in a POST from Microsoft's page, so
+        # it stays out of browser history and logs. The one-time `state` protects it, not a CSRF token.
+        if request.method == "POST":
+            try:
+                params = await read_form(request)
+            except FormError as exc:
+                return PlainTextResponse(str(exc), status_code=400)
+        else:
+            params = {k: v for k, v in request.query_params.items()}
         state = params.get("state", "")
         async with self.app.sessions() as session, session.begin():
             shared = SqlSharedState(session, clock=lambda: self.app.clock().timestamp())
@@ -532,7 +540,7 @@ class Console:
             Route("/signin", self.signin_page, methods=["GET"]),
             Route("/signin/demo", self.signin_demo, methods=["POST"]),
             Route("/auth/entra", self.signin_entra, methods=["GET"]),
-            Route("/auth/callback", self.auth_callback, methods=["GET"]),
+            Route("/auth/callback", self.auth_callback, methods=["GET", "POST"]),
             Route("/signout", self.signout, methods=["POST"]),
             Route("/queue", self.queue, methods=["GET"]),
             Route("/queue/rows", self.queue_rows, methods=["GET"]),
