@@ -470,8 +470,9 @@ class GraphStandIn:
         header = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256","kid":"standin"}').rstrip(b"=").decode()
         payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
         id_token = f"{header}.{payload}.c2lnbmF0dXJl"
+        access_token = "eyJ0eXAi." + secrets.token_urlsafe(24)
         return httpx.Response(200, json={"token_type": "Bearer", "scope": "openid profile email", "expires_in": 3599,
-                                         "ext_expires_in": 3599, "access_token": "eyJ0eXAi." + secrets.token_urlsafe(24),
+                                         "ext_expires_in": 3599, "access_token": access_token,
                                          "id_token": id_token}, request=request)
 
     def _token(self, request: httpx.Request, origin: str, body: str) -> httpx.Response:

@@ -4,19 +4,15 @@ ticket desk and outages) on a temporary SQLite database, driven in-process throu
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-from bot.channels.serve import build_asgi
 from bot.settings import Settings, load_settings
-from bot.store.migrate import upgrade
-from bot.web.console import Console, ConsoleMount
+from bot.web.console import Console
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"console-test-session-secret-0123456789"
@@ -83,25 +79,3 @@ class ConsoleHarness:
             uow = UnitOfWork(session, now=self.clock(), actor=requester)
             row = await service.open(uow, requester_person, category=category, summary=summary)
         return str(row.ref)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def console(tmp_path: Path, clock: Clock) -> AsyncIterator[ConsoleHarness]:
-    from bot.app import build_app
-
-    settings = console_settings(tmp_path)
-    await upgrade(settings.database_url)
-    app = await build_app(settings, clock=clock)
-    web = Console(app, secret=SECRET)
-    asgi = build_asgi(app, [ConsoleMount(app, web)])
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://127.0.0.1:3000")
-    try:
-        yield ConsoleHarness(client, app, web, clock)
-    finally:
-        await client.aclose()
-        await app.aclose()

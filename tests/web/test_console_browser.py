@@ -130,7 +130,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         def thread_main() -> None:
             try:
                 asyncio.run(main())
-            except BaseException as exc:  # noqa: BLE001 - reported to the test
+            except BaseException as exc:
                 if not ready.done():
                     ready.set_exception(exc)
 

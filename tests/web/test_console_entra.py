@@ -15,10 +15,11 @@ from tests.standins.graph import GraphStandIn
 from tests.web.console_harness import ADMIN, EMPLOYEE, SECRET, TECH, Clock, console_settings
 
 AUTHORITY = "https://login.standin.test"
+Entra = tuple[httpx.AsyncClient, GraphStandIn]
 
 
 @pytest.fixture
-async def entra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[httpx.AsyncClient, GraphStandIn]]:
+async def entra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Entra]:
     from bot.app import build_app
     from bot.channels.serve import build_asgi
     from bot.store.migrate import upgrade
@@ -67,7 +68,7 @@ async def _post_back(client: httpx.AsyncClient, redirect: str) -> httpx.Response
     return await client.post(parts.path, data=fields)
 
 
-async def test_a_technician_signs_in_with_entra_id(entra: tuple[httpx.AsyncClient, GraphStandIn]) -> None:
+async def test_a_technician_signs_in_with_entra_id(entra: Entra) -> None:
     client, graph = entra
     done = await _sign_in(client, graph, TECH)
     assert done.status_code == 303 and done.headers["location"] == "/console/queue"
@@ -78,13 +79,13 @@ async def test_a_technician_signs_in_with_entra_id(entra: tuple[httpx.AsyncClien
     assert (await client.post("/console/signin/demo", data={"email": ADMIN, "csrf": "x"})).status_code == 403
 
 
-async def test_an_employee_signed_in_with_entra_is_refused(entra: tuple[httpx.AsyncClient, GraphStandIn]) -> None:
+async def test_an_employee_signed_in_with_entra_is_refused(entra: Entra) -> None:
     client, graph = entra
     await _sign_in(client, graph, EMPLOYEE)
     assert (await client.get("/console/queue")).status_code == 403
 
 
-async def test_a_replayed_or_forged_callback_is_refused(entra: tuple[httpx.AsyncClient, GraphStandIn]) -> None:
+async def test_a_replayed_or_forged_callback_is_refused(entra: Entra) -> None:
     client, graph = entra
     start = await client.get("/console/auth/entra")
     redirect = graph.authorize(start.headers["location"], TECH)
@@ -97,7 +98,7 @@ async def test_a_replayed_or_forged_callback_is_refused(entra: tuple[httpx.Async
     assert "error=" in forged.headers["location"]
 
 
-async def test_a_code_redeemed_with_the_wrong_verifier_is_refused(entra: tuple[httpx.AsyncClient, GraphStandIn]) -> None:
+async def test_a_code_redeemed_with_the_wrong_verifier_is_refused(entra: Entra) -> None:
     client, graph = entra
     start = await client.get("/console/auth/entra")
     redirect = graph.authorize(start.headers["location"], TECH)

@@ -17,9 +17,7 @@ from tests.web.console_harness import (
     TECH,
     TINA,
     ConsoleHarness,
-    console,  # noqa: F401 - fixture
 )
-from tests.web.console_harness import clock as clock  # noqa: F401 - fixture
 
 
 async def _events(h: ConsoleHarness, kind: str) -> list[EventRow]:

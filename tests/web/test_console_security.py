@@ -16,12 +16,8 @@ from tests.web.console_harness import (
     TECH,
     Clock,
     ConsoleHarness,
-    console,  # noqa: F401 - fixture
     console_settings,
 )
-from tests.web.console_harness import clock as clock_fixture  # noqa: F401 - fixture
-
-clock = clock_fixture
 
 
 async def test_no_session_is_sent_to_sign_in(console: ConsoleHarness) -> None:

@@ -58,7 +58,7 @@ function drawCharts() {
   draw("satisfaction", { type: "bar", data: { labels: ratings, datasets: [
     { label: "Ratings", data: values(data.satisfaction.distribution, ratings), backgroundColor: green }] } });
 
-  var ages = keys(data.backlog.by_age);
+  var ages = ["<1d", "1-3d", "3-7d", "7d+"];  // tojson sorts keys; ages read youngest first
   draw("backlog", { type: "bar", data: { labels: ages, datasets: [
     { label: "Open tickets", data: values(data.backlog.by_age, ages), backgroundColor: orange }] } });
 }
