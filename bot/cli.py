@@ -105,6 +105,7 @@ def config_check(as_json: Annotated[bool, typer.Option("--json", help="JSON outp
 
 @app.command()
 def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to chat as")] = "alice@example.com",
+         web: Annotated[bool, typer.Option("--web", help="Also serve the web console (server.host/port)")] = False,
          ) -> None:
     """Talk to the bot in the terminal (buttons are numbered choices)."""
     from bot.app import build_app
@@ -119,6 +120,10 @@ def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to 
         await upgrade(settings.database_url)
         bot_app = await build_app(settings)
         try:
+            if web:
+                from bot.web.console import start_beside_chat
+
+                print(start_beside_chat(bot_app, settings.server.host, settings.server.port), flush=True)
             await ConsoleChat(bot_app, as_email).run()
         finally:
             await bot_app.aclose()

@@ -607,3 +607,36 @@ class ConsoleMount:
         with contextlib.suppress(Exception):
             if self.console.entra is not None:
                 self.console.entra.close()
+
+
+def start_beside_chat(app: Any, host: str, port: int) -> str:
+    """`helpdesk chat --web` (`make demo`): serve the console in the chat's process and event loop.
+    Returns the line to print: the console's address, or why it is not served."""
+    import socket
+
+    import uvicorn
+
+    from bot.channels.serve import build_asgi
+
+    if not app.settings.web.enabled:
+        return "Web console: off (web.enabled is false)."
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return f"Web console: not started, {host}:{port} is in use ({exc.strerror}); set HELPDESK_SERVER__PORT."
+
+    class _Quiet(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:  # Ctrl-C belongs to the chat
+            yield
+
+    mount = ConsoleMount(app)
+    config = uvicorn.Config(build_asgi(app, [mount]), host=host, port=port, log_config=None, access_log=False,
+                            lifespan="off")
+    app.background(_Quiet(config).serve(), "web-console")
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    who = ", ".join(email for email, _ in mount.console._demo_people()[:3])
+    extra = f" (demo sign-in: {who})" if mount.console.demo and who else ""
+    return f"Web console: http://{shown}:{port}/console/{extra}"
