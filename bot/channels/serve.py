@@ -70,6 +70,12 @@ def _teams(app: Any, settings: Settings) -> ChannelMount | None:
     return _TeamsMount(app) if settings.teams.enabled else None
 
 
+def _itsm(app: Any, settings: Settings) -> ChannelMount | None:
+    from bot.itsm.wiring import mount
+
+    return mount(app, settings)
+
+
 def _console(app: Any, settings: Settings) -> ChannelMount | None:
     """The web console under /console/ (bot/web, docs/console.md)."""
     if not settings.web.enabled:
@@ -80,8 +86,8 @@ def _console(app: Any, settings: Settings) -> ChannelMount | None:
 
 
 # Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages,
-# the web console: /console/).
-MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _console]
+# the ticket system's webhook: POST /itsm/webhook, the web console: /console/).
+MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _itsm, _console]
 
 
 def settings_problems(settings: Settings) -> list[str]:
@@ -93,6 +99,9 @@ def settings_problems(settings: Settings) -> list[str]:
         if missing:
             problems.append(f"slack is enabled in {settings.slack.mode} mode but {', '.join(missing)} "
                             "is not set (see docs/slack.md)")
+    from bot.itsm.wiring import settings_problems as itsm_problems
+
+    problems += [f"{p} (see docs/itsm.md)" for p in itsm_problems(settings)]
     return problems
 
 
