@@ -50,6 +50,11 @@ PRIORITIES = ("P1", "P2", "P3", "P4")
 STATUS_FILTERS = ("open", "unclaimed", "breaching", "new", "claimed", "waiting_on_requester", "reopened",
                   "resolved", "closed", "all")
 FLOW_KEY = "console_oidc:"
+MAX_TRANSCRIPT = 20_000
+EXAMPLE_TRANSCRIPT = """as: alice@example.com
+turns:
+  - say: "vpn won't connect"
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,13 +529,49 @@ class Console:
         return self.page("knowledge.html", request, viewer, gaps=gaps, stats=stats, problems=loaded.problems,
                          articles=len(loaded.articles))
 
-    async def flows(self, request: Request) -> Response:
+    async def flows(self, request: Request, *, transcript: str = EXAMPLE_TRANSCRIPT,
+                    events: list[dict[str, Any]] | None = None, error: str = "", status: int = 200) -> Response:
         viewer = await self.viewer(request)
         if isinstance(viewer, Response):
             return viewer
         flows = self.app.flows
         return self.page("flows.html", request, viewer, errors=[str(e) for e in flows.errors],
-                         flows=sorted(flows.flows.values(), key=lambda f: f.id))
+                         flows=sorted(flows.flows.values(), key=lambda f: f.id), transcript=transcript,
+                         events=events, run_error=error, status=status)
+
+    async def try_transcript(self, request: Request) -> Response:
+        """Run a transcript (docs/simulate.md) as `helpdesk simulate` does: a fresh temporary database,
+        the demo directory and the console only, whatever this deployment uses, so nothing real is touched."""
+        found = await self.change(request, need="admin")
+        if isinstance(found, Response):
+            return found
+        _, form = found
+        import asyncio
+
+        import yaml
+
+        from bot.channels.console.simulate import TranscriptError, run_transcript
+
+        text = form.get("transcript", "")[:MAX_TRANSCRIPT]
+        try:
+            doc = yaml.safe_load(text)
+            if not isinstance(doc, dict):
+                raise TranscriptError("a transcript is a mapping with `turns:` (see the example)")
+            if len(doc.get("turns") or []) > 50:
+                raise TranscriptError("at most 50 turns in the browser; use `helpdesk simulate` for longer ones")
+            async with asyncio.timeout(60):
+                events = await run_transcript(doc, _sandboxed(self.settings))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            return await self.flows(request, transcript=text, error=f"Not valid YAML{where}: "
+                                    f"{getattr(exc, 'problem', exc)}", status=400)
+        except TranscriptError as exc:
+            return await self.flows(request, transcript=text, error=str(exc), status=400)
+        except TimeoutError:
+            return await self.flows(request, transcript=text, error="The transcript took over a minute.",
+                                    status=400)
+        return await self.flows(request, transcript=text, events=events)
 
     # ----- assembly -------------------------------------------------------------------------
 
@@ -554,10 +595,21 @@ class Console:
             Route("/reports.csv", self.reports_csv, methods=["GET"]),
             Route("/knowledge", self.knowledge, methods=["GET"]),
             Route("/flows", self.flows, methods=["GET"]),
+            Route("/flows/try", self.try_transcript, methods=["POST"]),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="console-static"),
         ]
         return [Route("/console", lambda r: RedirectResponse("/console/", status_code=307)),
                 Mount("/console", routes=inner, middleware=[Middleware(SecurityHeaders)])]
+
+
+def _sandboxed(settings: Any) -> Any:
+    """The settings a browser-run transcript uses: the demo directory, no Slack or Teams, dry-run actions."""
+    return settings.model_copy(update={
+        "directory": settings.directory.model_copy(update={"backend": "demo"}),
+        "slack": settings.slack.model_copy(update={"enabled": False}),
+        "teams": settings.teams.model_copy(update={"enabled": False}),
+        "actions": settings.actions.model_copy(update={"dry_run": True}),
+    })
 
 
 def _digest(text: str) -> str:

@@ -131,3 +131,21 @@ async def test_overview_knowledge_and_flows_pages(console: ConsoleHarness) -> No
     assert knowledge.status_code == 200 and "Lint (" in knowledge.text
     flows = await console.client.get("/console/flows")
     assert flows.status_code == 200 and "password_reset" in flows.text and "flows are valid" in flows.text
+
+
+async def test_admin_tries_a_transcript_in_the_browser_sandboxed(console: ConsoleHarness) -> None:
+    await console.sign_in(ADMIN)
+    token = await console.csrf("/console/flows")
+    transcript = 'as: alice@example.com\nturns:\n  - say: "<b>vpn</b> won\'t connect"\n'
+    page = await console.client.post("/console/flows/try", data={"csrf": token, "transcript": transcript})
+    assert page.status_code == 200 and "flow_started" in page.text and "vpn" in page.text
+    assert "<b>vpn</b>" not in page.text
+    bad = await console.client.post("/console/flows/try", data={"csrf": token, "transcript": "turns: [say: x"})
+    assert bad.status_code == 400 and "Not valid YAML" in bad.text
+    empty = await console.client.post("/console/flows/try", data={"csrf": token, "transcript": "name: x"})
+    assert empty.status_code == 400 and "turns:" in empty.text
+    console.client.cookies.clear()
+    await console.sign_in(TECH)
+    refused = await console.client.post("/console/flows/try", data={"csrf": await console.csrf(),
+                                                                     "transcript": transcript})
+    assert refused.status_code == 403
