@@ -330,8 +330,10 @@ class Console:
         viewer = await self.viewer(request)
         if isinstance(viewer, Response):
             return viewer
-        rows = await self._rows(viewer, self._filters(request))
-        return self.fragment("_queue_rows.html", rows=rows, viewer=viewer, csrf=viewer.session.csrf)
+        filters = self._filters(request)
+        rows = await self._rows(viewer, filters)
+        return self.fragment("_queue_rows.html", rows=rows, viewer=viewer, csrf=viewer.session.csrf,
+                             query=urlencode(filters))
 
     async def ticket(self, request: Request) -> Response:
         viewer = await self.viewer(request)
@@ -396,9 +398,10 @@ class Console:
             message = _done_message(action, outcome)
         back = form.get("back", "")
         if request.headers.get("hx-request") and back == "queue":
-            rows = await self._rows(viewer, self._filters(request))
+            filters = self._filters(request)  # the queue's filters ride along in the query string
+            rows = await self._rows(viewer, filters)
             return self.fragment("_queue_rows.html", rows=rows, viewer=viewer, csrf=viewer.session.csrf,
-                                 flash=message)
+                                 flash=message, query=urlencode(filters))
         return RedirectResponse(f"/console/tickets/{quote(ref)}?" + urlencode({"done": message}), status_code=303)
 
     # ----- outages --------------------------------------------------------------------------

@@ -79,6 +79,13 @@ async def test_queue_filters(console: ConsoleHarness) -> None:
     nobody = await console.client.get("/console/queue/rows", params={"status": "unclaimed"})
     assert vpn in nobody.text and printer not in nobody.text
     assert (await console.client.get("/console/queue", params={"status": "<bogus>"})).status_code == 200
+    # Claiming from a filtered queue (htmx) answers with the same filtered list.
+    other_vpn = await console.open_ticket("VPN slow", category="vpn")
+    swapped = await console.client.post(f"/console/tickets/{vpn}/claim?category=vpn",
+                                        data={"csrf": await console.csrf(), "back": "queue"},
+                                        headers={"HX-Request": "true"})
+    assert vpn in swapped.text and other_vpn in swapped.text and printer not in swapped.text
+    assert "claim?status=open&amp;category=vpn" in swapped.text
 
 
 async def test_admin_posts_updates_and_resolves_a_notice_with_reach_figures(console: ConsoleHarness) -> None:
