@@ -1,7 +1,9 @@
 """Outgoing calls to the Bot Connector (the Agents SDK's `ConnectorClient`), paced and retried.
 
-- Token: the SDK's MSAL connection (app id + password or certificate, scope
-  `https://api.botframework.com/.default`); none at all in anonymous development mode.
+- Token: the SDK's MSAL connection (app id + password or certificate, authority and scope from
+  `teams.oauth_authority` / `teams.oauth_scope`); none at all in anonymous development mode.
+- Where: the token is sent only to a service URL `auth.service_url_allowed` accepts (https, a host
+  in `teams.service_url_hosts`); anything else is refused before any connection is made.
 - Pacing: Teams throttles per bot per conversation (7 messages per second, 8 per 2 s, 60 per 30 s,
   1800 per hour at the time of writing) and per app per tenant (50 per second). Every call waits
   for room in its conversation's windows and in the app-wide rate, so a broadcast slows down
@@ -29,7 +31,8 @@ from microsoft_agents.authentication.msal import MsalConnectionManager
 from microsoft_agents.hosting.core import AgentAuthConfiguration
 from microsoft_agents.hosting.core.connector.client import ConnectorClient
 
-from bot.channels.teams.auth import BOT_FRAMEWORK_RESOURCE, BOT_FRAMEWORK_SCOPE
+from bot.channels.teams.auth import BOT_FRAMEWORK_SCOPE, service_url_allowed
+from bot.settings import TeamsSettings
 
 log = logging.getLogger("bot.teams.connector")
 
@@ -39,18 +42,20 @@ UNREACHABLE = frozenset({403, 404})
 
 
 class ConnectorError(Exception):
-    def __init__(self, status: int | None, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, status: int | None, message: str, retry_after: float | None = None, *,
+                 refused: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.refused = refused  # never sent: the destination is not one the bot's token may go to
 
     @property
     def transient(self) -> bool:
-        return self.status is None or self.status in TRANSIENT
+        return not self.refused and (self.status is None or self.status in TRANSIENT)
 
     @property
     def unreachable(self) -> bool:
-        return self.status in UNREACHABLE
+        return self.refused or self.status in UNREACHABLE
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -115,9 +120,11 @@ def parse_windows(specs: Sequence[str]) -> list[tuple[int, float]]:
 class TokenSource:
     """Bearer tokens for the connector; MSAL caches and renews them."""
 
-    def __init__(self, config: AgentAuthConfiguration | None) -> None:
+    def __init__(self, config: AgentAuthConfiguration | None, scope: str = BOT_FRAMEWORK_SCOPE) -> None:
         self._manager = (MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": config})
                          if config is not None and config.CLIENT_ID else None)
+        self.scope = scope
+        self.resource = scope.removesuffix("/.default")
 
     @property
     def anonymous(self) -> bool:
@@ -127,7 +134,7 @@ class TokenSource:
         if self._manager is None:
             return ""
         provider = self._manager.get_default_connection()
-        return str(await provider.get_access_token(BOT_FRAMEWORK_RESOURCE, [BOT_FRAMEWORK_SCOPE]) or "")
+        return str(await provider.get_access_token(self.resource, [self.scope]) or "")
 
 
 @dataclass
@@ -143,8 +150,10 @@ class TeamsConnector:
     CLIENT_TTL = 600.0  # rebuild the HTTP session (with a fresh token from MSAL's cache) this often
 
     def __init__(self, tokens: TokenSource, *, conversation_windows: Sequence[tuple[int, float]] = (),
-                 app_per_second: float = 30.0, timeout: float = 15.0) -> None:
+                 app_per_second: float = 30.0, timeout: float = 15.0,
+                 settings: TeamsSettings | None = None) -> None:
         self.tokens = tokens
+        self.settings = settings or TeamsSettings()
         self.conversation_pacer = SlidingWindows(conversation_windows)
         self.app_pacer = SlidingWindows([(max(1, int(app_per_second)), 1.0)])
         self.timeout = timeout
@@ -152,7 +161,14 @@ class TeamsConnector:
         self._lock = asyncio.Lock()
         self._retired: list[ConnectorClient] = []
 
+    def check_destination(self, service_url: str) -> None:
+        """The bot's token goes only to Microsoft's connector: https, an allowed host."""
+        if not self.tokens.anonymous and not service_url_allowed(service_url, self.settings):
+            raise ConnectorError(None, f"service URL refused (not https on a host in teams.service_url_hosts): "
+                                       f"{service_url[:200]}", refused=True)
+
     async def _client(self, service_url: str) -> ConnectorClient:
+        self.check_destination(service_url)
         async with self._lock:
             cached = self._clients.get(service_url)
             if cached is not None and time.monotonic() - cached.created < self.CLIENT_TTL:

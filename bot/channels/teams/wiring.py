@@ -25,9 +25,9 @@ def build_deliverer(settings: Settings, sessions: async_sessionmaker[AsyncSessio
                     renderer: Renderer | None = None) -> Deliverer:
     check_settings(settings)
     config = auth_configuration(settings)
-    tokens = TokenSource(config if settings.teams.app_id else None)
+    tokens = TokenSource(config if settings.teams.app_id else None, settings.teams.oauth_scope)
     connector = TeamsConnector(tokens, conversation_windows=parse_windows(settings.teams.conversation_windows),
-                               app_per_second=settings.teams.app_messages_per_second)
+                               app_per_second=settings.teams.app_messages_per_second, settings=settings.teams)
     return Deliverer(connector, RefStore(sessions), renderer or Renderer(), settings.teams)
 
 
@@ -43,7 +43,7 @@ def teams_channel(app: App) -> TeamsChannel:
     except TeamsConfigError as exc:
         raise StartupError(f"Teams: {exc}") from None
     channel = TeamsChannel(pipeline=app.pipeline, deliverer=deliverer,
-                           authenticator=RequestAuthenticator(auth_configuration(app.settings)),
+                           authenticator=RequestAuthenticator(app.settings.teams, now=lambda: app.clock().timestamp()),
                            resolver=app.resolver, app_name=app.settings.app.name,
                            interim_after=app.settings.teams.interim_after_seconds)
     app.services[SERVICE_KEY] = channel
