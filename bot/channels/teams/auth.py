@@ -99,6 +99,12 @@ def check_settings(settings: Settings) -> None:
         if teams.service_url and not service_url_allowed(teams.service_url, teams):
             raise TeamsConfigError(f"teams.service_url {teams.service_url!r} is not https on a host in "
                                    "teams.service_url_hosts: the bot's token would not be sent there")
+        if teams.proactive_install and not teams.catalog_app_id:
+            raise TeamsConfigError("teams.proactive_install needs teams.catalog_app_id (the app's id in the Teams "
+                                   "app catalog: Teams admin center, or Graph GET /appCatalogs/teamsApps)")
+        if teams.proactive_install and settings.directory.backend != "graph":
+            raise TeamsConfigError("teams.proactive_install installs the app through Microsoft Graph: it needs "
+                                   "directory.backend: graph")
         if teams.allow_http:
             log.warning("teams.allow_http is on: the bot's connector token may be sent over plain http "
                         "(development only)")
