@@ -34,6 +34,7 @@ KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 SLACK_ONLY_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 ENTRA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+UNENDORSED_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 CONNECTOR = "https://api.botframework.com"
 EMULATOR_V1 = "https://sts.windows.net/d6d49420-f39b-4df7-a1dc-d59a935871db/"
 TENANT_V2 = f"https://login.microsoftonline.com/{TENANT}/v2.0"
@@ -51,6 +52,7 @@ def publish_keys(standin: BotConnectorStandIn) -> None:
     standin.publish(KEY.public_key(), "test-key", endorsements=["msteams", "webchat"])
     standin.publish(SLACK_ONLY_KEY.public_key(), "slack-key", endorsements=["slack"])
     standin.publish(ENTRA_KEY.public_key(), "entra-key", document="entra")
+    standin.publish(UNENDORSED_KEY.public_key(), "unendorsed-key")
 
 
 def secured_settings(tmp_path: Path, standin: BotConnectorStandIn, **changes: Any) -> Any:
@@ -128,6 +130,7 @@ CASES = {
     "serviceurl-other-host": lambda url: mint(serviceurl="https://smba.trafficmanager.net/amer/"),
     # 4. A key endorsed only for slack signing an msteams activity.
     "key-not-endorsed-for-msteams": lambda url: mint(serviceurl=url, key=SLACK_ONLY_KEY, kid="slack-key"),
+    "connector-key-without-endorsements": lambda url: mint(serviceurl=url, key=UNENDORSED_KEY, kid="unendorsed-key"),
     # Lifetime and the rest of the documented checks.
     "expired-beyond-skew": lambda url: mint(serviceurl=url, expires_in=-301),
     "not-yet-valid-beyond-skew": lambda url: mint(serviceurl=url, now=time.time() + 400),

@@ -225,7 +225,9 @@ class OpenIdKeys:
             stale = state.loaded_at is None or now - state.loaded_at >= self.cache_seconds
             if not stale and kid in state.keys:
                 return state.keys[kid]
-            may_refresh = state.attempted_at is None or now - state.attempted_at >= self.refresh_min_seconds
+            # With no keys at all (a failed first read) try again sooner than the usual interval.
+            interval = self.refresh_min_seconds if state.keys else min(self.refresh_min_seconds, 10.0)
+            may_refresh = state.attempted_at is None or now - state.attempted_at >= interval
             if may_refresh:
                 state.attempted_at = now
                 try:
@@ -365,7 +367,7 @@ class RequestAuthenticator:
         if alg not in signing.algorithms:
             raise Unauthorized("signing algorithm not allowed")
         claims: dict[str, Any] = jwt.decode(
-            token, key=signing.key, algorithms=sorted(signing.algorithms), issuer=issuer,
+            token, key=signing.key.key, algorithms=sorted(signing.algorithms), issuer=issuer,
             options={"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
                      "require": ["exp", "iss", "aud"]})
         self._check_lifetime(claims)
@@ -397,7 +399,10 @@ class RequestAuthenticator:
         then the service URL must be one the bot's token may be sent to."""
         if verified.source == "anonymous":
             return
-        if verified.endorsements is not None and (not channel_id or channel_id not in verified.endorsements):
+        # Bot Connector keys must be endorsed for the channel (every published channel id requires
+        # it by default); Entra keys carry no endorsements, but if one does it is honoured too.
+        needs_endorsement = verified.source == "connector" or verified.endorsements is not None
+        if needs_endorsement and (not channel_id or channel_id not in (verified.endorsements or ())):
             log.warning("Teams request refused: signing key not endorsed for channel %r", channel_id)
             raise Unauthorized("Invalid token or authentication failed.")
         if verified.source == "connector":
