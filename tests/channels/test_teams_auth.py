@@ -27,6 +27,7 @@ from bot.store.tables import EventRow, OutboxRow, TeamsConversationRow
 from tests.channels.conftest import TeamsBot, make_bot, teams_settings
 from tests.channels.teams_support import ALICE_CHAT, TENANT, personal_message
 from tests.standins.bot_connector import BotConnectorStandIn
+from tests.standins.graph import GraphStandIn, serve_https
 
 APP_ID = "11111111-2222-4333-8444-555555555555"
 OTHER_APP = "99999999-2222-4333-8444-555555555555"
@@ -66,6 +67,14 @@ def secured_settings(tmp_path: Path, standin: BotConnectorStandIn, **changes: An
 
 async def _outgoing_token(self: TokenSource) -> str:
     return "outgoing-test-token"
+
+
+class _FixedToken:
+    async def token(self) -> str:
+        return "outgoing-test-token"
+
+    def close(self) -> None:
+        return None
 
 
 @pytest.fixture
@@ -237,9 +246,7 @@ def test_service_url_allow_list() -> None:
 
 async def test_connector_refuses_to_send_token_to_unlisted_host() -> None:
     """Defence in depth: even a stored reference cannot steer the token elsewhere."""
-    tokens = TokenSource(None)
-    tokens._manager = object()  # type: ignore[assignment]  # "has credentials": not anonymous
-    connector = TeamsConnector(tokens, settings=TeamsSettings())
+    connector = TeamsConnector(TokenSource(_FixedToken()), settings=TeamsSettings())  # type: ignore[arg-type]
     with pytest.raises(ConnectorError) as caught:
         await connector.post("https://attacker.example.com/", "a:1", {"type": "message", "text": "x"})
     assert caught.value.refused and caught.value.unreachable and not caught.value.transient
@@ -310,3 +317,28 @@ async def test_http_metadata_url_off_loopback_refused_at_start(tmp_path: Path,
             teams_routes(app)
     finally:
         await app.aclose()
+
+
+async def test_as_in_production_without_any_patch(tmp_path: Path, standin: BotConnectorStandIn,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings only: incoming keys from the stand-in's OpenID metadata, the outgoing token from an
+    identity platform stand-in over loopback HTTPS (`teams.oauth_login_host`, trust from
+    SSL_CERT_FILE), and that token is what the connector receives."""
+    graph = GraphStandIn(tenant_id=TENANT, client_id=APP_ID, client_secret="teams-app-secret")
+    publish_keys(standin)
+    with serve_https(graph, tmp_path) as (origin, ca_file):
+        for key in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        monkeypatch.setenv("HELPDESK_TEAMS__APP_PASSWORD", "teams-app-secret")
+        bot = await make_bot(secured_settings(tmp_path, standin, oauth_login_host=origin), standin)
+        try:
+            response = await bot.post(personal_message(standin.url, "hello"), bearer(mint(serviceurl=standin.url)))
+            assert response.status_code == 202
+            posts = standin.posts(ALICE_CHAT)
+            assert posts and (posts[-1].authorization or "").removeprefix("Bearer ") in graph.tokens
+            token_calls = [r for r in graph.requests if r.path.endswith("/oauth2/v2.0/token")]
+            assert token_calls and "scope=https%3A%2F%2Fapi.botframework.com%2F.default" in token_calls[0].body
+        finally:
+            await bot.client.aclose()
+            await bot.app.aclose()

@@ -47,8 +47,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import jwt
-from microsoft_agents.hosting.core import AgentAuthConfiguration
-from microsoft_agents.hosting.core.authorization import AuthTypes
 
 from bot.settings import Settings, TeamsSettings
 
@@ -114,25 +112,6 @@ def token_authority(teams: TeamsSettings) -> str:
     if teams.oauth_authority:
         return teams.oauth_authority.rstrip("/")
     return f"{teams.oauth_login_host.rstrip('/')}/{teams.tenant_id or 'botframework.com'}"
-
-
-def auth_configuration(settings: Settings) -> AgentAuthConfiguration:
-    """The SDK's view of our app registration (used for the outgoing connector token)."""
-    teams: TeamsSettings = settings.teams
-    kwargs: dict[str, Any] = {
-        "client_id": teams.app_id or None,
-        "tenant_id": teams.tenant_id or None,
-        "authority": token_authority(teams),
-        "anonymous_allowed": bool(teams.allow_anonymous and not teams.app_id),
-        "connection_name": "SERVICE_CONNECTION",
-    }
-    if teams.certificate_path is not None:
-        kwargs["auth_type"] = AuthTypes.certificate
-        kwargs["cert_pfx_file"] = str(settings.path(teams.certificate_path))
-    elif teams.app_password is not None:
-        kwargs["auth_type"] = AuthTypes.client_secret
-        kwargs["client_secret"] = teams.app_password.get_secret_value()
-    return AgentAuthConfiguration(**kwargs)
 
 
 # ----- where the token may go ------------------------------------------------------------------

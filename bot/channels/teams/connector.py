@@ -1,7 +1,8 @@
 """Outgoing calls to the Bot Connector (the Agents SDK's `ConnectorClient`), paced and retried.
 
-- Token: the SDK's MSAL connection (app id + password or certificate, authority and scope from
-  `teams.oauth_authority` / `teams.oauth_scope`); none at all in anonymous development mode.
+- Token: MSAL client credentials (app id + password or certificate) at `teams.oauth_authority` for
+  `teams.oauth_scope`, through httpx (HTTPS_PROXY, SSL_CERT_FILE honoured, no instance discovery:
+  national clouds work); none at all in anonymous development mode.
 - Where: the token is sent only to a service URL `auth.service_url_allowed` accepts (https, a host
   in `teams.service_url_hosts`); anything else is refused before any connection is made.
 - Pacing: Teams throttles per bot per conversation (7 messages per second, 8 per 2 s, 60 per 30 s,
@@ -24,15 +25,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from microsoft_agents.activity import Activity, ChannelAccount, ConversationParameters
-from microsoft_agents.authentication.msal import MsalConnectionManager
-from microsoft_agents.hosting.core import AgentAuthConfiguration
 from microsoft_agents.hosting.core.connector.client import ConnectorClient
 
-from bot.channels.teams.auth import BOT_FRAMEWORK_SCOPE, service_url_allowed
-from bot.settings import TeamsSettings
+from bot.channels.teams.auth import service_url_allowed, token_authority
+from bot.graph.directory import DirectoryError
+from bot.graph.graph_client import MsalTokenProvider
+from bot.settings import GraphSettings, Settings, TeamsSettings
 
 log = logging.getLogger("bot.teams.connector")
 
@@ -118,23 +120,43 @@ def parse_windows(specs: Sequence[str]) -> list[tuple[int, float]]:
 
 
 class TokenSource:
-    """Bearer tokens for the connector; MSAL caches and renews them."""
+    """Bearer tokens for the connector from MSAL (cached and renewed by it), through httpx with the
+    environment's proxy and CA settings; none at all in anonymous development mode."""
 
-    def __init__(self, config: AgentAuthConfiguration | None, scope: str = BOT_FRAMEWORK_SCOPE) -> None:
-        self._manager = (MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": config})
-                         if config is not None and config.CLIENT_ID else None)
-        self.scope = scope
-        self.resource = scope.removesuffix("/.default")
+    def __init__(self, provider: MsalTokenProvider | None) -> None:
+        self._provider = provider
 
     @property
     def anonymous(self) -> bool:
-        return self._manager is None
+        return self._provider is None
 
     async def token(self) -> str:
-        if self._manager is None:
+        if self._provider is None:
             return ""
-        provider = self._manager.get_default_connection()
-        return str(await provider.get_access_token(self.resource, [self.scope]) or "")
+        try:
+            return await self._provider.token()
+        except DirectoryError as exc:  # token endpoint refused or unreachable: no secret in the message
+            raise ConnectorError(None, f"no connector token: {exc}") from None
+
+    def close(self) -> None:
+        if self._provider is not None:
+            self._provider.close()
+
+
+def connector_tokens(settings: Settings) -> TokenSource:
+    """The app's connector token source: client credentials (secret or certificate) at
+    `teams.oauth_authority` for `teams.oauth_scope` (see bot/channels/teams/auth.py)."""
+    teams = settings.teams
+    if not teams.app_id:
+        return TokenSource(None)
+    authority = token_authority(teams)
+    parts = urlsplit(authority)
+    tenant = parts.path.strip("/").split("/")[-1] or "botframework.com"
+    graph_like = GraphSettings(
+        tenant_id=tenant, client_id=teams.app_id, client_secret=teams.app_password,
+        certificate_path=settings.path(teams.certificate_path) if teams.certificate_path is not None else None,
+        authority_host=f"{parts.scheme}://{parts.netloc}")
+    return TokenSource(MsalTokenProvider(graph_like, scope=teams.oauth_scope))
 
 
 @dataclass
@@ -175,7 +197,8 @@ class TeamsConnector:
                 return cached.client
             token = await self.tokens.token()
             session = aiohttp.ClientSession(base_url=service_url if service_url.endswith("/") else service_url + "/",
-                                            timeout=aiohttp.ClientTimeout(total=self.timeout))
+                                            timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                            trust_env=True)  # HTTPS_PROXY / NO_PROXY, like Graph
             client = ConnectorClient(service_url, token, session=session)
             if cached is not None:
                 self._retired.append(cached.client)  # in-flight calls may still use it; closed at shutdown
@@ -188,6 +211,7 @@ class TeamsConnector:
                 await client.close()
         self._clients.clear()
         self._retired.clear()
+        self.tokens.close()
 
     async def _call(self, service_url: str, pace_key: str | None,
                     operation: Callable[[ConnectorClient], Awaitable[T]]) -> T:

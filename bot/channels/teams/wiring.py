@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.teams.auth import RequestAuthenticator, TeamsConfigError, auth_configuration, check_settings
+from bot.channels.teams.auth import RequestAuthenticator, TeamsConfigError, check_settings
 from bot.channels.teams.channel import TeamsChannel
-from bot.channels.teams.connector import TeamsConnector, TokenSource, parse_windows
+from bot.channels.teams.connector import TeamsConnector, connector_tokens, parse_windows
 from bot.channels.teams.delivery import Deliverer
 from bot.channels.teams.install import AppInstaller
 from bot.channels.teams.refs import RefStore
@@ -41,8 +41,7 @@ def build_installer(settings: Settings, directory: Any = None) -> AppInstaller |
 def build_deliverer(settings: Settings, sessions: async_sessionmaker[AsyncSession],
                     renderer: Renderer | None = None, directory: Any = None) -> Deliverer:
     check_settings(settings)
-    config = auth_configuration(settings)
-    tokens = TokenSource(config if settings.teams.app_id else None, settings.teams.oauth_scope)
+    tokens = connector_tokens(settings)
     connector = TeamsConnector(tokens, conversation_windows=parse_windows(settings.teams.conversation_windows),
                                app_per_second=settings.teams.app_messages_per_second, settings=settings.teams)
     return Deliverer(connector, RefStore(sessions), renderer or Renderer(), settings.teams,
