@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.channels.slack.channel import SlackChannel
@@ -52,14 +55,59 @@ class SlackMount:
             return []
 
         async def events(request: Request) -> Response:
-            return await self._handler.handle(request)
+            body = await request.body()  # at most server.max_body_bytes (serve.BodyLimit)
+            problem = self._refuse(request, body)
+            if problem is not None:
+                status, reason = problem
+                log.warning("slack request refused (%d): %s", status, reason)
+                return PlainTextResponse(reason, status_code=status)
+            try:
+                return await self._handler.handle(request)
+            except Exception as exc:  # a signed payload our code could not take: one line, no 500
+                log.warning("slack request not handled: %s", type(exc).__name__)
+                return PlainTextResponse("Unsupported request", status_code=400)
 
         return [Route("/slack/events", events, methods=["POST"])]
+
+    def _refuse(self, request: Request, body: bytes) -> tuple[int, str] | None:
+        """Check what Bolt would otherwise choke on (500 and a traceback): the signature first
+        (401, before the body is even decoded), then the shape (400)."""
+        timestamp = request.headers.get("x-slack-request-timestamp", "")
+        signature = request.headers.get("x-slack-signature", "")
+        if not timestamp.strip().isdigit():
+            return 401, "Missing or invalid X-Slack-Request-Timestamp"
+        secret = self.settings.slack.signing_secret
+        if secret is not None:
+            verifier = SignatureVerifier(secret.get_secret_value())
+            if not verifier.is_valid(body, timestamp.strip(), signature):
+                return 401, "Invalid signature or stale request"
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return 400, "Body is not UTF-8"
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if content_type == "application/json":
+                data = json.loads(text) if text else None
+                if not isinstance(data, dict):
+                    return 400, "Body must be a JSON object"
+            else:
+                form = parse_qs(text, keep_blank_values=True)
+                if "payload" in form:
+                    payload = json.loads(form["payload"][0])
+                    if not isinstance(payload, dict):
+                        return 400, "payload must be a JSON object"
+                elif "command" not in form and "ssl_check" not in form:
+                    return 400, "Not a Slack request body"
+        except ValueError:
+            return 400, "Body is not valid JSON"
+        return None
 
     def senders(self) -> dict[str, Sender]:
         return {"slack": self.channel.sender}
 
     async def start(self) -> None:
+        self.channel.start_inbox()  # rows acknowledged before a restart, or left by another replica
         try:  # check the token once, and warm Bolt's cached auth.test
             auth = await self.channel.api.call("auth.test")
             log.info("slack connected", extra={"team": auth.get("team_id"), "bot_user": auth.get("user_id")})
