@@ -205,7 +205,7 @@ class InboxSettings(Section):
     # A replica that stops answering loses its rows to the others after this long.
     lease_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
-    concurrency: int = Field(default=64, ge=1)  # turns in flight per process
+    concurrency: int = Field(default=8, ge=1)  # turns in flight per process (they share one event loop)
     # On SIGTERM: how long turns in flight may finish; the rest stay in the inbox.
     drain_seconds: float = Field(default=8.0, ge=0)
 

@@ -14,9 +14,9 @@ import hashlib
 import hmac
 import json
 import time
-from datetime import timedelta
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode

@@ -206,9 +206,11 @@ class SlackChannel:
         if not self.first_delivery(inbound.event_id):
             log.info("duplicate slack delivery dropped", extra={"event_id": inbound.event_id})
             return True
+        # Start it now when there is room; otherwise it waits its turn in the inbox (the poller).
+        start = not self._stopping and len(self._processing) < self.max_in_flight
         try:
             row_id = await self.inbox.put(f"slack:{inbound.event_id}", Platform.SLACK.value,
-                                          inbound_to_json(inbound))
+                                          inbound_to_json(inbound), claim=start)
         except Exception as exc:
             self._seen.pop(inbound.event_id, None)  # a redelivery gets another chance
             log.error("slack delivery not stored, not acknowledged: %s", type(exc).__name__,
@@ -216,6 +218,9 @@ class SlackChannel:
             return False
         if row_id is None:
             log.info("duplicate slack delivery dropped", extra={"event_id": inbound.event_id})
+            return True
+        if not start:
+            self._poll_wake.set()
             return True
         self._start(InboxItem(row_id, f"slack:{inbound.event_id}", Platform.SLACK.value,
                               inbound_to_json(inbound), 1), name)
