@@ -1,15 +1,16 @@
-"""The Slack channel: a Bolt `AsyncApp` that acknowledges at once and does the work afterwards.
+"""The Slack channel: a Bolt `AsyncApp` that stores each delivery, acknowledges, then does the work.
 
-Every request is checked by Bolt (signature, 5-minute replay window → 401), acknowledged, and the
-turn is run in a background task the channel keeps a reference to (exceptions are logged; shutdown
-waits for them). `process_before_response=True` makes Bolt answer as soon as our listener returns,
-and our listeners only parse and schedule: no Slack or database call ever sits on the ack path
-(the one exception is Bolt's own `auth.test`, made once per process and cached).
+Every request is checked (signature, 5-minute replay window → 401; see mount.py for the shape
+checks), and our listeners parse the payload and commit it to the inbox (bot/store/inbox.py) BEFORE
+Bolt answers (`process_before_response=True`: the ack goes when our listener returns). The turn then
+runs in a task the channel keeps a reference to, from the inbox row; its replies are outbox rows of
+the turn's transaction (`Pipeline.durable_replies`). Rows left by a stopped process or another
+replica are claimed by `start_inbox` (started by `serve`). No Slack call sits on the ack path (the
+one exception is Bolt's own `auth.test`, made once per process and cached); one small insert does.
 
 Duplicate deliveries (Slack retries with `X-Slack-Retry-Num` and the same `event_id`) are dropped
-by a small in-memory memory of recent event ids, and in any case by the pipeline, which records
-`slack:<event_id>` in the database in the turn's transaction (so a retry arriving while the first
-delivery is still being handled waits on the conversation lock / the insert and is then dropped).
+by a small in-memory memory of recent event ids, by the inbox's unique key, and in any case by the
+pipeline, which records `slack:<event_id>` in the database in the turn's transaction.
 """
 
 from __future__ import annotations
