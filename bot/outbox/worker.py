@@ -6,7 +6,8 @@ platform call. After the call the row is marked `sent` with the platform's messa
 process dies in between, the lease expires and the next attempt first asks the sender whether the
 message already arrived (`find_delivered`, keyed by the row's idempotency key), so a crash neither
 loses nor duplicates a message. When that check itself fails (429, 5xx, timeout) the row stays
-`sending` (to be checked) and is due again after the back-off: it is never sent blind. Failures back off exponentially (or as long as `Retry-After` says).
+`sending` (to be checked) and is due again after the back-off: it is never sent blind. Failures
+back off exponentially (or as long as `Retry-After` says).
 
 Pacing. Each lane (one channel or one person's DM) has a token bucket (Slack: about one message a
 second per channel, short bursts allowed) and each platform a global one; a row is claimed only when
