@@ -1,7 +1,7 @@
 """inbox: acknowledged platform deliveries, committed before the ack and handled exactly once
 
 Revision ID: 0006_h20a_inbox
-Revises: 0005_shared_state
+Revises: 0006_h19_itsm (main had it first)
 Create Date: 2026-12-04 21:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006_h20a_inbox'
-down_revision = '0005_shared_state'
+down_revision = '0006_h19_itsm'
 branch_labels = None
 depends_on = None
 
