@@ -231,6 +231,18 @@ class OutboxSettings(Section):
     concurrency: int = Field(default=16, ge=1)
 
 
+class InboxSettings(Section):
+    """Acknowledged deliveries waiting to be handled (bot/store/inbox.py)."""
+
+    poll_seconds: float = Field(default=1.0, gt=0)
+    # A replica that stops answering loses its rows to the others after this long.
+    lease_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    concurrency: int = Field(default=8, ge=1)  # turns in flight per process (they share one event loop)
+    # On SIGTERM: how long turns in flight may finish; the rest stay in the inbox.
+    drain_seconds: float = Field(default=8.0, ge=0)
+
+
 class OutageSettings(Section):
     # How closely a message must name an active incident's service, alias or keyword (0-100).
     match_threshold: float = Field(default=90.0, ge=0, le=100)
@@ -256,6 +268,8 @@ class OutageSettings(Section):
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
+    # Largest request body any HTTP route reads; bigger ones get 413 before they are read.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
 # ----- tickets (escalation queue, SLA clocks) ------------------------------------------------------
@@ -391,6 +405,7 @@ class Settings(BaseSettings):
     roles: RoleSettings = Field(default_factory=RoleSettings)
     actions: ActionPolicySettings = Field(default_factory=ActionPolicySettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     outages: OutageSettings = Field(default_factory=OutageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
