@@ -201,6 +201,10 @@ def test_a_technician_claims_replies_and_resolves(browser_page: Page, served: Se
     row = page.locator(f"#row-{ref}")
     expect(row).to_contain_text('<script>alert("x")</script>')  # shown as text, never run
     assert unlabelled_fields(page) == []
+    # Before htmx has loaded the same button is a plain form post (progressive enhancement); wait for it
+    # to test the no-reload path.
+    page.wait_for_load_state("load")
+    page.wait_for_function("() => window.htmx !== undefined")
     row.get_by_role("button", name=f"Claim {ref}").click()  # htmx: no page load
     expect(page.get_by_role("status")).to_contain_text(f"You claimed {ref}.")
     expect(page.locator(f"#row-{ref}")).to_contain_text(TECH)
