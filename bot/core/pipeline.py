@@ -15,7 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -51,6 +51,7 @@ from bot.engine.engine import (
     UserTurn,
 )
 from bot.render.renderer import Renderer
+from bot.store.db import utcnow
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
 
 log = logging.getLogger("bot.pipeline")
@@ -58,8 +59,8 @@ log = logging.getLogger("bot.pipeline")
 Clock = Callable[[], datetime]
 
 
-def system_clock() -> datetime:
-    return datetime.now(UTC)
+# The one real clock (bot/store/db.py); everything else takes an injected `Clock`.
+system_clock: Clock = utcnow
 
 
 class TriageModel(Protocol):
@@ -146,10 +147,14 @@ class UowActionContext:
     notify people through the outbox. `platform` is where people are reached when we have never
     seen their direct conversation."""
 
-    def __init__(self, uow: UnitOfWork, platform: Platform, key_prefix: str) -> None:
+    def __init__(self, uow: UnitOfWork, platform: Platform, key_prefix: str,
+                 reply_to: Address | None = None) -> None:
         self.uow = uow
         self.platform = platform
         self.key_prefix = key_prefix
+        # The conversation the person wrote in, when there is one: an action that makes them wait
+        # (a technician confirming their identity) answers there later.
+        self.reply_to = reply_to
         # Verification codes, grants, pending identity checks and rate limits: in the turn's
         # transaction, visible to every replica.
         self.state: SharedState = SqlSharedState(uow.session)
@@ -159,12 +164,16 @@ class UowActionContext:
 
     async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
         address = await self.uow.direct_address(email) or person_address(self.platform, email)
-        key = f"notify:{self.key_prefix}:{email}:{len(self.uow.enqueued)}"
+        self.notify_at(address, text, buttons, who=email)
+
+    def notify_at(self, address: Address, text: str, buttons: Sequence[Button] = (), *, who: str = "") -> None:
+        """A message in a given conversation (where someone asked), through the outbox."""
+        key = f"notify:{self.key_prefix}:{who or address.conversation_id}:{len(self.uow.enqueued)}"
         self.uow.enqueue(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
 
 
 def turn_action_context(turn: Turn) -> UowActionContext:
-    return UowActionContext(turn.uow, turn.platform, turn.incoming.event_id)
+    return UowActionContext(turn.uow, turn.platform, turn.incoming.event_id, reply_to=turn.incoming.reply_to)
 
 
 class Pipeline:

@@ -51,6 +51,17 @@ DESCRIPTIONS: dict[str, str] = {
     "set_out_of_office": "set your automatic replies",
     "storage_quota": "check your mailbox and OneDrive storage",
 }
+# The same, said of the person to someone else (the technicians confirming their identity).
+THIRD_PERSON: dict[str, str] = {
+    "reset_password": "reset their password",
+    "account_status": "check their account",
+    "revoke_sessions": "sign them out of every session",
+    "mfa_reset": "issue them a Temporary Access Pass to register a new phone",
+    "request_group_access": "request access to a group",
+    "device_actions": "sync or restart one of their devices",
+    "set_out_of_office": "set their automatic replies",
+    "storage_quota": "check their mailbox and OneDrive storage",
+}
 # Statuses that end a conversation step; `needs_input` does not and is not audited as an action.
 NOT_TERMINAL = frozenset({"needs_input"})
 AUTO_REPLY_MAX = 4000
@@ -319,6 +330,18 @@ class SelfServiceRunner:
                         data={"protection": protection.reason},
                     )
                 )
+        if name == "reset_password" and user.on_premises_sync:
+            # Known up front, so refused before any identity check: no code mailed and no
+            # technician asked to confirm someone for a change that cannot be made.
+            raise _Stop(
+                ActionOutcome(
+                    ok=False,
+                    code="not_cloud_account",
+                    escalate=True,
+                    message="Your password is managed by the on-premises directory, so I can't reset it from "
+                    "here. I'm passing this to a technician.",
+                )
+            )
         dry = request.dry_run or self.policy.dry_run
         run = Run(self, request, ctx, user, memberships, dry)
         mode = self.policy.verification_for(name)
@@ -546,12 +569,41 @@ class SelfServiceRunner:
 
     async def _verify_by_technician(self, run: Run) -> None:
         user, name, person = run.user, run.name, run.request.person
-        if await self.verification.pending_for(run.state, user.id, name) is not None:
+        waiting = await self.verification.pending_for(run.state, user.id, name)
+        if waiting is not None:
             raise _Stop(
                 ActionOutcome(
                     ok=True,
                     code="pending_approval",
-                    message="I'm still waiting for a technician to confirm it's you. I'll let you know.",
+                    message="I'm still waiting for a technician to confirm it's you. I'll tell you here as "
+                    "soon as they answer (or say cancel to stop).",
+                    data={"verification_id": waiting.id},
+                )
+            )
+        asked = run.arg("approval_id")
+        if asked:
+            # The conversation was waiting for this check and there is no grant: refused or expired.
+            decision = await self.verification.decision(run.state, asked)
+            what = DESCRIPTIONS[name]
+            if decision == "denied":
+                raise _Stop(
+                    ActionOutcome(
+                        ok=False,
+                        code="verification_denied",
+                        escalate=True,
+                        message=f"A technician couldn't confirm it's you, so I haven't done anything "
+                        f"(I won't {what}). I'm passing this to the IT team so someone can help you "
+                        f"another way.",
+                        data={"security": True},
+                    )
+                )
+            raise _Stop(
+                ActionOutcome(
+                    ok=False,
+                    code="approval_expired",
+                    escalate=True,
+                    message="No technician confirmed it's you in time, so nothing was changed. I'm passing "
+                    "this to a technician so you don't have to ask again.",
                 )
             )
         technicians = [t for t in self.settings.roles.technicians if t.casefold() != person.email.casefold()]
@@ -565,7 +617,11 @@ class SelfServiceRunner:
                     "instead.",
                 )
             )
-        pending = await self.verification.open_request(run.state, user.id, person.email, person.display_name, name)
+        reply_to = getattr(run.ctx, "reply_to", None)
+        pending = await self.verification.open_request(
+            run.state, user.id, person.email, person.display_name, name,
+            reply_to=reply_to.to_json() if reply_to is not None else None,
+        )
         run.ctx.emit(
             "verification_requested",
             verification_id=pending.id,
@@ -574,7 +630,7 @@ class SelfServiceRunner:
             **{"for": person.email},
         )
         text = (
-            f"{person.display_name} ({person.email}) asked the help desk bot to {DESCRIPTIONS[name]}. "
+            f"{person.display_name} ({person.email}) asked the help desk bot to {THIRD_PERSON[name]}. "
             f"Please confirm it's really them (for example, call them on a number on file) before approving."
         )
         buttons = (
@@ -587,8 +643,8 @@ class SelfServiceRunner:
             ActionOutcome(
                 ok=True,
                 code="pending_approval",
-                message="For your safety a technician has to confirm it's you first. I've asked them; "
-                "once they approve, ask me again and I'll do it straight away.",
+                message="For your safety a technician has to confirm it's you first. I've asked them and "
+                "nothing has been changed yet. I'll tell you here as soon as they answer, and then carry on.",
                 data={"verification_id": pending.id},
             )
         )
@@ -596,14 +652,7 @@ class SelfServiceRunner:
     # ----- the actions -----
 
     async def _reset_password(self, run: Run) -> ActionOutcome:
-        if run.user.on_premises_sync:
-            return ActionOutcome(
-                ok=False,
-                code="not_cloud_account",
-                escalate=True,
-                message="Your password is managed by the on-premises directory, so I can't reset it from "
-                "here. I'm passing this to a technician.",
-            )
+        # An on-premises synced account is refused in `_admit`, before any identity check.
         if run.dry:
             return await run.would("PATCH /users/{id} passwordProfile (forceChangePasswordNextSignIn)")
         await run.begin()

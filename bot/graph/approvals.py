@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.models import Person
+from bot.core.models import Address, Button, Person
 from bot.core.ports import ActionContext, ActionOutcome
+from bot.engine.engine import V_APPROVAL_CONTINUE
 from bot.graph.directory import DirectoryError
 from bot.store.tables import EventRow
 
@@ -125,6 +126,7 @@ class ApprovalDesk:
         approved = decision == "approve"
         if approved:
             await store.grant(state, pending.person_id, pending.action)
+        await store.record_decision(state, request_id, "approved" if approved else "denied")
         ctx.emit(
             "verification_decided",
             verification_id=request_id,
@@ -136,17 +138,19 @@ class ApprovalDesk:
         from bot.graph.actions import DESCRIPTIONS
 
         what = DESCRIPTIONS.get(pending.action, pending.action)
+        # The conversation that asked is waiting at this step: "Continue" carries it on there (a
+        # secret such as a temporary password is only ever shown in a live turn, never queued).
         if approved:
-            await ctx.notify(
-                pending.email,
-                f"A technician confirmed it's you. Ask me again to {what} and I'll do it straight away.",
-            )
+            text = f"A technician confirmed it's you. Press Continue and I'll {what} now."
         else:
-            await ctx.notify(
-                pending.email,
-                f"A technician couldn't confirm your identity, so I won't {what}. "
-                f"Please contact the IT team directly.",
-            )
+            text = (f"A technician couldn't confirm your identity, so I won't {what}. "
+                    f"Press Continue and I'll pass this to the IT team.")
+        buttons = (Button("Continue", V_APPROVAL_CONTINUE, "primary"),)
+        notify_at = getattr(ctx, "notify_at", None)
+        if pending.reply_to and notify_at is not None:
+            notify_at(Address.from_json(pending.reply_to), text, buttons, who=pending.email)
+        else:
+            await ctx.notify(pending.email, text, buttons)
         return ActionOutcome(
             ok=True,
             code="approved" if approved else "denied",

@@ -14,6 +14,8 @@ from bot.store.migrate import upgrade
 from bot.store.tables import ConversationRow, EventRow, ProcessedEventRow
 from tests.helpers import GREETING_FLOW, INTAKE_FLOW, settings_with_flows
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 
 async def test_migrations_from_empty(db_url: str) -> None:
     await upgrade(db_url)
