@@ -474,7 +474,8 @@ class Pipeline:
             # so it comes first, then the secret itself.
             if outcome.message:
                 turn.say("action_message", {"message": outcome.message, "ok": outcome.ok})
-            turn.reply(Reply(text=text, private=True, secret=True, template="secret_once"))
+            turn.reply(Reply(text=text, private=True, secret=True, template="secret_once",
+                             rich={"secret": {"label": label, "value": secret, "advice": advice}}))
             outcome = replace(outcome, secret=None, message="")
             shown = True
         return ActionAnswer(outcome, secret_shown=shown)

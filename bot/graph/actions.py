@@ -783,6 +783,7 @@ class SelfServiceRunner:
             message=message,
             escalate=removed is False,
             data={
+                "secret_label": "Your Temporary Access Pass",
                 "lifetime_minutes": tap.lifetime_minutes,
                 "usable_once": tap.usable_once,
                 "removed": removed,

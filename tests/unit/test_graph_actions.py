@@ -263,6 +263,42 @@ async def test_technician_approval_verification(make: Factory) -> None:
     only(await h.run("revoke_sessions"), "done", ok=True)
 
 
+@pytest.mark.parametrize("mode", ["email_code", "technician_approval"])
+async def test_synced_account_refused_before_any_identity_check(make: Factory, mode: str) -> None:
+    """The refusal is known up front: no code mailed and no technician asked for nothing."""
+    h = make(verification=mode)
+    outcome = await h.run("reset_password", DAVE)
+    only(outcome, "not_cloud_account", ok=False)
+    assert outcome.escalate
+    assert h.backend.sent_mail() == [] and h.ctx.notices == []
+    assert not h.ctx.of("verification_requested") and not h.ctx.of("verification_sent")
+
+
+async def test_technicians_are_asked_about_the_employee_in_the_third_person(make: Factory) -> None:
+    h = make(verification="technician_approval")
+    await h.run("mfa_reset", BOB, remove_method="keep")
+    text = h.ctx.notices[0].text
+    assert "Bob Builder (bob@example.com) asked the help desk bot to issue them a Temporary Access Pass" in text
+    assert "your" not in text.lower().split("asked", 1)[1]
+
+
+async def test_refused_or_expired_approval_is_not_asked_again(make: Factory) -> None:
+    """The waiting conversation carries on with the decision; nobody is pinged a second time."""
+    h = make(verification="technician_approval")
+    pending = await h.run("reset_password", BOB)
+    only(pending, "pending_approval", ok=True)
+    check = str(pending.data["verification_id"])
+    deny = h.ctx.notices[1].buttons[1].value
+    only(await h.runner.approvals.handle_approval(deny, TOM, h.ctx, session=None), "denied")  # type: ignore[arg-type]
+    asked = len(h.ctx.notices)
+    refused = await h.run("reset_password", BOB, approval_id=check)
+    only(refused, "verification_denied", ok=False)
+    assert refused.escalate and refused.secret is None
+    expired = await h.run("reset_password", BOB, approval_id="ver-0000000000000000")
+    only(expired, "approval_expired", ok=False)
+    assert len(h.ctx.notices) == asked
+
+
 async def test_technician_approval_needs_a_technician(make: Factory) -> None:
     h = make(verification="technician_approval")
     await h.run("revoke_sessions")
