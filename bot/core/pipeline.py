@@ -221,13 +221,19 @@ class Pipeline:
             async with lock:
                 try:
                     person = await self.resolver.resolve(incoming.sender)
-                except Exception:
+                except Exception as exc:
                     # The directory is down and nothing is cached: say so, lose nothing (the
                     # event id is not marked handled, so a platform retry gets another chance).
                     log.exception("directory lookup failed", extra={"conversation": incoming.conversation_key})
                     outcome = "directory_unavailable"
-                    text = self.renderer.text(incoming.platform, template="directory_unavailable", context={})
-                    return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))])
+                    # A response with a status (a 500) is an error from the service, not "can't reach".
+                    answered = isinstance(getattr(exc, "status", None), int)
+                    text = self.renderer.text(incoming.platform, template="directory_unavailable",
+                                              context={"answered": answered})
+                    # Nothing is stored (no transaction), but every reply a person sees is an event.
+                    events = [{"type": "directory_unavailable", "answered": answered},
+                              {"type": "reply", "text": text, "buttons": []}]
+                    return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))], events=events)
                 for attempt in range(3):
                     try:
                         result = await self._handle_once(incoming, person)
@@ -259,6 +265,7 @@ class Pipeline:
             if person is None:
                 uow.emit("person_unknown", platform=incoming.platform.value, user=incoming.sender.user_id)
                 text = self.renderer.text(incoming.platform, template="unknown_person", context={})
+                uow.emit("reply", text=text, buttons=[])
                 return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))], events=uow.events)
             direct = incoming.reply_to if incoming.is_direct else None
             await uow.remember_person(person, incoming.sender, direct)

@@ -412,6 +412,12 @@ class SelfServiceRunner:
             exc.request_id,
             f" missing={missing}" if missing else "",
         )
+        if exc.cause == "unavailable" and exc.status:
+            # Microsoft 365 answered (a 5xx): an error from it, not "can't reach".
+            exc_message = ("Microsoft 365 answered with an error, so I couldn't finish. "
+                           "I'm passing it to a technician with the details.")
+        else:
+            exc_message = ""
         messages = {
             "permission_missing": (
                 "The help desk bot isn't allowed to do that in our directory yet, so I couldn't finish. "
@@ -450,7 +456,7 @@ class SelfServiceRunner:
         return ActionOutcome(
             ok=False,
             code=code,
-            message=messages.get(
+            message=exc_message or messages.get(
                 exc.cause, "The directory refused the change. I'm passing it to a technician."
             ),
             data=data,
@@ -1127,7 +1133,15 @@ class SelfServiceRunner:
             if usage.percent >= warn or usage.state in ("nearing", "critical", "exceeded"):
                 full.append(usage)
         message = ". ".join(lines) + "."
+        if "mailbox" not in data:
+            # Say only what we know: OneDrive's figure says nothing about the mailbox (reports that
+            # conceal user names, or a report we may not read, leave it unseen).
+            message += (" I can't see your mailbox size, so I can't tell whether your mailbox is full. "
+                        "Outlook shows it under File > Info (Mailbox settings), or a technician can check.")
+            data["mailbox_visible"] = False
         if not full:
+            if "mailbox" not in data:
+                return ActionOutcome(ok=True, code="mailbox_unknown", data=data, message=message)
             return ActionOutcome(ok=True, code="ok", data=data, message=message + " You have plenty of room.")
         advice = []
         for usage in full:

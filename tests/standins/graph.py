@@ -143,6 +143,9 @@ class GraphStandIn:
         self.sent_mail: list[SentMail] = []
         self.downloads_with_auth = 0
         self._reports: dict[str, str] = {}
+        # Microsoft 365's default since 2021 ("Display concealed user, group, and site names in all
+        # reports" off, adminReportSettings.displayConcealedNames false): names become hashes.
+        self.conceal_report_names = False
         self._lock = threading.Lock()
         self.seed(seed if seed is not None else yaml.safe_load(DEMO_FILE.read_text(encoding="utf-8")))
 
@@ -905,12 +908,17 @@ class GraphStandIn:
         rows = [header]
         for uid, (used, total) in self.state.mailbox.items():
             u = self.state.users[uid]
+            upn, display = u["userPrincipalName"], u["displayName"]
+            if self.conceal_report_names:
+                import hashlib
+
+                upn = display = hashlib.md5(upn.encode(), usedforsecurity=False).hexdigest().upper()
             rows.append(
                 ",".join(
                     [
                         "2026-09-20",
-                        u["userPrincipalName"],
-                        u["displayName"],
+                        upn,
+                        display,
                         "False",
                         "",
                         "2024-01-01",

@@ -352,6 +352,23 @@ async def test_revoke_sessions(make: Factory) -> None:
     assert outcome.request_id
 
 
+async def test_graph_500_is_an_error_from_microsoft_365_not_unreachable(make: Factory) -> None:
+    h = make(verification="none")
+    h.backend.fail("revoke_sessions", "server_error")
+    outcome = await h.run("revoke_sessions")
+    only(outcome, "unavailable", ok=False)
+    assert "answered with an error" in outcome.message and "can't reach" not in outcome.message
+    assert outcome.data["status"] == 500
+
+
+def test_unreachable_graph_is_said_to_be_unreachable() -> None:
+    from bot.graph.directory import Unavailable
+
+    runner = Harness(make_backend("demo")).runner
+    outcome = runner.failure(Unavailable("op: Graph unreachable (ConnectError)", operation="op"), "revoke_sessions")
+    assert "can't reach Microsoft 365" in outcome.message
+
+
 async def test_revoke_sessions_unavailable(make: Factory) -> None:
     h = make(verification="none")
     h.backend.fail("revoke_sessions", "unavailable")
@@ -598,8 +615,25 @@ async def test_storage_quota_partial_when_report_denied(make: Factory) -> None:
     h = make()
     h.backend.fail("mailbox_usage", "permission")
     outcome = await h.run("storage_quota", BOB)
-    only(outcome, "ok", ok=True)
+    only(outcome, "mailbox_unknown", ok=True)
     assert "onedrive" in outcome.data and "mailbox" not in outcome.data
+    assert "plenty of room" not in outcome.message and "can't see your mailbox size" in outcome.message
+
+
+async def test_storage_quota_with_concealed_report_names_never_says_plenty_of_room() -> None:
+    """Microsoft 365 conceals user names in usage reports by default: the alice's 90%-full mailbox
+    can't be matched, so the bot says it can't see it rather than judging from OneDrive alone."""
+    backend = make_backend("graph")
+    assert backend.standin is not None
+    backend.standin.conceal_report_names = True
+    h = Harness(backend)
+    try:
+        outcome = await h.run("storage_quota", ALICE)
+    finally:
+        await backend.directory.aclose()
+    assert outcome.code in ("mailbox_unknown", "nearly_full")
+    assert "plenty of room" not in outcome.message and "mailbox" not in outcome.data
+    assert "can't see your mailbox size" in outcome.message
 
 
 async def test_storage_quota_protected_account_may_read(make: Factory) -> None:
