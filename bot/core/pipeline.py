@@ -231,7 +231,7 @@ class Pipeline:
                     text = self.renderer.text(incoming.platform, template="directory_unavailable",
                                               context={"answered": answered})
                     # Nothing is stored (no transaction), but every reply a person sees is an event.
-                    events = [{"type": "directory_unavailable", "answered": answered},
+                    events: list[dict[str, Any]] = [{"type": "directory_unavailable", "answered": answered},
                               {"type": "reply", "text": text, "buttons": []}]
                     return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))], events=events)
                 for attempt in range(3):
