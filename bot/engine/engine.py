@@ -588,7 +588,8 @@ class Engine:
     def _kb_results(self, state: ConversationState, flow: Flow, step: KbStep, result: KbResult) -> Transition:
         # An article the person already saw in this conversation (and said did not help) is not
         # offered again by a later step; pinned articles are the author's explicit choice.
-        hits = [h for h in result.hits if h.article_id not in state.tried_articles or h.article_id in step.articles]
+        hits = [h for h in result.hits if (h.article_id not in state.tried_articles or h.article_id in step.articles)
+                and h.article_id not in step.exclude]
         if not hits or result.confidence == "none":
             effects: list[Effect] = [Emit("kb_gap", {"query": result.query})]
             target = step.on_no_match or step.on_unsolved or step.next or flow.following(step.id)
