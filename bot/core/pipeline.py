@@ -366,7 +366,7 @@ class Pipeline:
                     effect = await self._with_tickets(turn, effect)
                 self._say(turn, effect)
             elif isinstance(effect, Emit):
-                turn.emit(effect.type, **self._event_data(effect))
+                turn.emit(effect.type, **self._event_data(effect, turn))
             elif isinstance(effect, SearchKb):
                 follow = self.engine.advance(turn.state, KbAnswer(self._search(turn, effect)), turn.now)
             elif isinstance(effect, ShowArticle):
@@ -388,11 +388,14 @@ class Pipeline:
                 turn.state = follow.state
                 pending.extendleft(reversed(follow.effects))
 
-    def _event_data(self, effect: Emit) -> dict[str, Any]:
+    def _event_data(self, effect: Emit, turn: Turn) -> dict[str, Any]:
         data = dict(effect.data)
         if effect.type == "kb_gap":
             query = str(data.get("query", ""))
-            data = {"query": " ".join(query.lower().split())[:200], "example": query[:200]}
+            # `example` is what the person wrote: this turn's words, else the conversation's first
+            # message; never the query a flow built from them ("mailbox full archive storage quota").
+            said = (turn.incoming.text or "").strip() or str(data.get("said") or "").strip() or query
+            data = {"query": " ".join(query.lower().split())[:200], "example": " ".join(said.split())[:200]}
         return data
 
     def _flow_context(self, turn: Turn) -> dict[str, Any]:

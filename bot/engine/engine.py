@@ -545,9 +545,18 @@ class Engine:
                 value = state.offered[int(said) - 1]
         if value.startswith(V_KB_SHOW):
             article = value[len(V_KB_SHOW):]
-            return Transition(state, (Emit("kb_opened", {"article": article}), ShowArticle(article)))
+            # Remembered (a `last_` slot: not a ticket detail) so "This solved it" credits this one.
+            opened = replace(state, slots={**state.slots, "last_kb_opened": article})
+            return Transition(opened, (Emit("kb_opened", {"article": article}), ShowArticle(article)))
         if value == V_KB_SOLVED:
-            effects: list[Effect] = [Emit("kb_solved", {"articles": _shown_articles(state)})]
+            shown = _shown_articles(state)
+            solved: dict[str, Any] = {"articles": shown}
+            last = state.slots.get("last_kb_opened")
+            if isinstance(last, str) and last in shown:
+                solved["article"] = last  # the one they read before saying it solved it
+            elif len(shown) == 1:
+                solved["article"] = shown[0]
+            effects: list[Effect] = [Emit("kb_solved", solved)]
             if step.on_solved:
                 return self._run(replace(state, awaiting=None), flow, step.on_solved, effects)
             effects.append(Say(template="glad_it_helped"))
@@ -591,7 +600,8 @@ class Engine:
         hits = [h for h in result.hits if (h.article_id not in state.tried_articles or h.article_id in step.articles)
                 and h.article_id not in step.exclude]
         if not hits or result.confidence == "none":
-            effects: list[Effect] = [Emit("kb_gap", {"query": result.query})]
+            # The gap report shows what the person wrote; the query may be one a flow built.
+            effects: list[Effect] = [Emit("kb_gap", {"query": result.query, "said": state.first_message})]
             target = step.on_no_match or step.on_unsolved or step.next or flow.following(step.id)
             return self._run(replace(state, awaiting=None), flow, target, effects)
         ids = tuple(h.article_id for h in hits)
