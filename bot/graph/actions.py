@@ -201,7 +201,11 @@ class SelfServiceRunner:
         policy: ActionPolicy | None = None,
         limiter: RateLimiter | None = None,
         verification: VerificationStore | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        # The app's injected clock: access-request expiry and password ages are judged by the same
+        # clock as the periodic expiry job (simulate's fake clock, tests' fixed one).
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.settings = settings
         self.directory = directory
         self.actions = settings.actions
@@ -678,7 +682,7 @@ class SelfServiceRunner:
         await run.begin()
         details = await self.directory.account_details(run.user.id)
         user = details.user
-        now = datetime.now(UTC)
+        now = self.clock()
         changed = user.last_password_change
         data: dict[str, Any] = {
             "enabled": user.enabled,
@@ -868,7 +872,7 @@ class SelfServiceRunner:
         await run.begin()
         request_id = "acc-" + secrets.token_hex(8)
         hours = self.actions.request_expiry_hours
-        expires = datetime.now(UTC) + timedelta(hours=hours)
+        expires = self.clock() + timedelta(hours=hours)
         person = run.request.person
         run.ctx.emit(
             "access_requested",

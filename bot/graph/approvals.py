@@ -184,7 +184,7 @@ class ApprovalDesk:
             "by": approver.email,
         }
         group = request.group_display_name or request.group_name
-        if datetime.now(UTC) >= request.expires_at:
+        if self.runner.clock() >= request.expires_at:
             ctx.emit("access_decided", decision="expired", **base)
             await ctx.notify(
                 request.requester_email,
@@ -284,7 +284,7 @@ class ApprovalDesk:
         self, ctx: ActionContext, session: AsyncSession, now: datetime | None = None
     ) -> int:
         """Close every undecided request past its expiry and tell the requester. Returns how many."""
-        now = now or datetime.now(UTC)
+        now = now or self.runner.clock()
         decided = await decided_ids(session)
         count = 0
         for data in await _events(session, "access_requested"):
