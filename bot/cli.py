@@ -52,9 +52,9 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def settings_or_exit(log: bool = True) -> Settings:
+def settings_or_exit(log: bool = True, overrides: dict[str, Any] | None = None) -> Settings:
     try:
-        settings = load_settings()
+        settings = load_settings(**(overrides or {}))
     except SettingsError as exc:
         fail(f"helpdesk: {exc}")
         raise  # unreachable; keeps type checkers happy
@@ -145,12 +145,19 @@ def simulate(
         check_expectations,
         load_transcript,
         run_transcript,
+        transcript_settings,
     )
 
-    settings = settings_or_exit(log=False)
-    configure_logging(settings.log.format, "WARNING")
     try:
         doc = load_transcript(file)
+        overrides = transcript_settings(doc)
+    except TranscriptError as exc:
+        fail(f"helpdesk: {exc}")
+        return
+    # The transcript's `settings:` block applies here exactly as in the test suite's runner.
+    settings = settings_or_exit(log=False, overrides=overrides)
+    configure_logging(settings.log.format, "WARNING")
+    try:
         events = run(lambda: run_transcript(doc, settings, as_email=as_email))
     except TranscriptError as exc:
         fail(f"helpdesk: {exc}")

@@ -29,6 +29,7 @@ from bot.core.models import Address, Button, Form, FormField, Outbound, Person, 
 from bot.core.ports import PersonResolver
 from bot.render.renderer import Renderer
 from bot.settings import Settings
+from bot.store.db import utcnow
 from bot.store.repos import UnitOfWork, insert_ignore
 from bot.store.tables import OutboxRow, TicketCounterRow, TicketNoteRow, TicketRow
 from bot.tickets.sla import BusinessCalendar, describe_minutes, elapsed_minutes
@@ -191,7 +192,7 @@ class TicketService:
         self.renderer = renderer
         self.resolver = resolver
         self.sessions = sessions
-        self.clock = clock
+        self.clock = clock or utcnow
         bh = self.cfg.business_hours
         self.calendar = BusinessCalendar.build(settings.app.timezone, bh.days, bh.start, bh.end, self.cfg.holidays)
         self._names: dict[str, str] = {}
@@ -869,12 +870,16 @@ class TicketService:
             raise Forbidden(row.ref, "not your ticket")
         return view_of(row, await self.notes(uow, row, internal=actor.is_technician))
 
+    def now(self) -> datetime:
+        """The injected clock's time (the one clock every row and every check is written with)."""
+        return self.clock()
+
     # -- periodic job: SLA reminders and breaches, claim release, auto-close --
 
     async def tick(self, now: datetime | None = None) -> list[dict[str, Any]]:
         if self.sessions is None:
             return []
-        now = now or (self.clock() if self.clock else datetime.now().astimezone())
+        now = now or self.clock()
         async with self.sessions() as session, session.begin():
             uow = UnitOfWork(session, now=now, actor="system")
             ids = list((await session.execute(

@@ -154,6 +154,9 @@ class GraphStandIn:
         self.sent_mail: list[SentMail] = []
         self.downloads_with_auth = 0
         self._reports: dict[str, str] = {}
+        # Microsoft 365's default since 2021 ("Display concealed user, group, and site names in all
+        # reports" off, adminReportSettings.displayConcealedNames false): names become hashes.
+        self.conceal_report_names = False
         # Teams app catalog ids known to `installedApps` (None: any id), and a hook told of each
         # install (so a Bot Connector stand-in can open chats for that person afterwards).
         self.teams_catalog: set[str] | None = None
@@ -1009,12 +1012,17 @@ class GraphStandIn:
         rows = [header]
         for uid, (used, total) in self.state.mailbox.items():
             u = self.state.users[uid]
+            upn, display = u["userPrincipalName"], u["displayName"]
+            if self.conceal_report_names:
+                import hashlib
+
+                upn = display = hashlib.md5(upn.encode(), usedforsecurity=False).hexdigest().upper()
             rows.append(
                 ",".join(
                     [
                         "2026-09-20",
-                        u["userPrincipalName"],
-                        u["displayName"],
+                        upn,
+                        display,
                         "False",
                         "",
                         "2024-01-01",
