@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -293,6 +293,20 @@ class TicketSettings(Section):
     auto_close_days: int = Field(default=5, ge=1)
     relay_window_hours: int = Field(default=24, ge=1)
     transcript_lines: int = Field(default=8, ge=0)
+
+    @model_validator(mode="after")
+    def _known_holiday_calendar(self) -> TicketSettings:
+        if self.holiday_country:
+            import holidays as holidays_package
+
+            try:
+                holidays_package.country_holidays(self.holiday_country, subdiv=self.holiday_subdivision or None)
+            except NotImplementedError as exc:
+                raise ValueError(f"holiday_country/holiday_subdivision: {exc} (see the `holidays` package's "
+                                 "list of countries and subdivisions)") from None
+        elif self.holiday_subdivision:
+            raise ValueError("holiday_subdivision needs holiday_country")
+        return self
 
     def priority(self, impact: str, urgency: str) -> str:
         row = self.priority_matrix.get(impact) or self.priority_matrix.get("low") or {}

@@ -17,11 +17,12 @@ their text, deletes their conversations and identities, and records a `person_fo
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Text, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.store.tables import (
@@ -149,6 +150,22 @@ async def _scrub_events(sessions: async_sessionmaker[AsyncSession], since: datet
 # ----- data-subject requests ----------------------------------------------------------------------
 
 
+def _mentions(column: Any, email: str) -> Any:
+    """SQL: the JSON column's text contains the address (any case)."""
+    return func.lower(cast(column, Text)).contains(email)
+
+
+def _replace_email(value: Any, email: str, alias: str) -> Any:
+    """Plain data with the address replaced by the pseudonym wherever it occurs."""
+    if isinstance(value, str):
+        return re.sub(re.escape(email), alias, value, flags=re.IGNORECASE) if email in value.lower() else value
+    if isinstance(value, dict):
+        return {k: _replace_email(v, email, alias) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_email(v, email, alias) for v in value]
+    return value
+
+
 def _row(obj: Any, skip: Iterable[str] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for column in obj.__table__.columns:
@@ -171,13 +188,18 @@ async def export_person(sessions: async_sessionmaker[AsyncSession], email: str) 
         conversations = (await session.execute(
             select(ConversationRow).where(ConversationRow.person_email == email)
         )).scalars().all()
-        events = (await session.execute(
-            select(EventRow).where(or_(EventRow.actor == email, EventRow.subject == email)).order_by(EventRow.id)
-        )).scalars().all()
         tickets = (await session.execute(
             select(TicketRow).where(or_(TicketRow.requester_email == email, TicketRow.opened_by == email,
                                         TicketRow.assignee_email == email)).order_by(TicketRow.id)
         )).scalars().all()
+        keys = [c.key for c in conversations]
+        refs = [t.ref for t in tickets if t.requester_email == email]
+        conditions = [EventRow.actor == email, EventRow.subject == email]
+        if keys:
+            conditions.append(EventRow.conversation_key.in_(keys))
+        if refs:
+            conditions.append(EventRow.subject.in_(refs))
+        events = (await session.execute(select(EventRow).where(or_(*conditions)).order_by(EventRow.id))).scalars().all()
         ticket_ids = [t.id for t in tickets if t.requester_email == email]
         notes = (await session.execute(
             select(TicketNoteRow).where(or_(TicketNoteRow.author == email, TicketNoteRow.ticket_id.in_(ticket_ids)))
@@ -222,12 +244,12 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
             select(ConversationRow.key).where(ConversationRow.person_email == email))).scalars())
         result = await session.execute(delete(ConversationRow).where(ConversationRow.person_email == email))
         counts["conversations"] = int(result.rowcount or 0)
-        conditions = [EventRow.actor == email, EventRow.subject == email]
+        conditions = [EventRow.actor == email, EventRow.subject == email, _mentions(EventRow.data, email)]
         if keys:
             conditions.append(EventRow.conversation_key.in_(keys))
         events = (await session.execute(select(EventRow).where(or_(*conditions)))).scalars().all()
         for event in events:
-            event.data = scrub(event.data, FORGOTTEN)
+            event.data = _replace_email(scrub(event.data, FORGOTTEN), email, alias)
             if event.actor == email:
                 event.actor = alias
             if event.subject == email:
@@ -262,16 +284,24 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
         await session.execute(update(IncidentTicketRow).where(IncidentTicketRow.requester == email)
                               .values(requester=alias))
         # Delivered messages to their direct conversations: bodies scrubbed (pending ones still go out, then age out).
+        # and every delivered message naming them (queue cards): bodies scrubbed. Pending ones still go out.
         outbox = (await session.execute(
             select(OutboxRow).where(OutboxRow.status.not_in(("pending", "sending")))
+            .where(or_(_mentions(OutboxRow.payload, email), _mentions(OutboxRow.address, email),
+                       func.lower(OutboxRow.lane).contains(email),
+                       func.lower(OutboxRow.idempotency_key).contains(email),
+                       func.lower(OutboxRow.group_key).contains(email),
+                       *[OutboxRow.address.cast(Text).contains(d) for d in directs]))
         )).scalars().all()
-        scrubbed = 0
         for row in outbox:
-            conversation = str((row.address or {}).get("conversation_id", ""))
-            if conversation in directs or conversation.lower() in directs:
-                row.payload = _scrub_payload(row.payload, FORGOTTEN)
-                scrubbed += 1
-        counts["outbox"] = scrubbed
+            row.payload = _scrub_payload(row.payload, FORGOTTEN)
+            row.address = _replace_email(row.address, email, alias)
+            # Keys stay unique and stable (the pseudonym is a function of the address).
+            row.lane = _replace_email(row.lane, email, alias)
+            row.idempotency_key = _replace_email(row.idempotency_key, email, alias)
+            row.group_key = _replace_email(row.group_key, email, alias)
+            row.last_error = None
+        counts["outbox"] = len(outbox)
         result = await session.execute(delete(SharedStateRow).where(SharedStateRow.key.contains(email)))
         counts["shared_state"] = int(result.rowcount or 0)
         session.add(EventRow(at=now, type="person_forgotten", conversation_key=None, actor=actor,
