@@ -284,16 +284,20 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
         await session.execute(update(IncidentTicketRow).where(IncidentTicketRow.requester == email)
                               .values(requester=alias))
         # Delivered messages to their direct conversations: bodies scrubbed (pending ones still go out, then age out).
-        # and every delivered message naming them (queue cards): bodies scrubbed. Pending ones still go out.
+        # and every message naming them (queue cards): bodies scrubbed. Messages still waiting to
+        # go to them are cancelled; others still waiting go out with the scrubbed body.
         outbox = (await session.execute(
-            select(OutboxRow).where(OutboxRow.status.not_in(("pending", "sending")))
-            .where(or_(_mentions(OutboxRow.payload, email), _mentions(OutboxRow.address, email),
+            select(OutboxRow).where(or_(_mentions(OutboxRow.payload, email), _mentions(OutboxRow.address, email),
                        func.lower(OutboxRow.lane).contains(email),
                        func.lower(OutboxRow.idempotency_key).contains(email),
                        func.lower(OutboxRow.group_key).contains(email),
                        *[OutboxRow.address.cast(Text).contains(d) for d in directs]))
         )).scalars().all()
         for row in outbox:
+            to_them = str((row.address or {}).get("conversation_id", "")).lower() in {d.lower() for d in directs} \
+                or email in str(row.address).lower()
+            if to_them and row.status == "pending":
+                row.status = "cancelled"
             row.payload = _scrub_payload(row.payload, FORGOTTEN)
             row.address = _replace_email(row.address, email, alias)
             # Keys stay unique and stable (the pseudonym is a function of the address).

@@ -50,7 +50,7 @@ async def app(migrated: str) -> AsyncIterator[App]:
     await built.aclose()
 
 
-async def seed(app: App) -> str:
+async def seed(app: App, *, waiting: bool = False) -> str:
     """Alice talks and gets a ticket (closed on day 0); Bob talks on day 80."""
     await app.pipeline.handle(dm(ALICE, SAID, "e1"))
     tickets = app.services["tickets"]
@@ -64,6 +64,12 @@ async def seed(app: App) -> str:
     async with app.sessions() as session, session.begin():
         await session.execute(update(TicketRow).values(status="closed", closed_at=NOW))
         await session.execute(update(OutboxRow).values(status="sent", sent_at=NOW))
+        if waiting:  # one message to her still waiting to go out
+            session.add(OutboxRow(idempotency_key=f"notify:x:{ALICE}:0", platform="slack",
+                                  address={"platform": "slack", "conversation_id": f"email:{ALICE}"},
+                                  payload={"kind": "post", "reply": {"text": "about zebra-17"}},
+                                  lane=f"slack:email:{ALICE}",
+                                  status="pending", attempts=0, next_attempt_at=NOW, created_at=NOW))
     app.clock.now = NOW + timedelta(days=80)  # type: ignore[attr-defined]
     await app.pipeline.handle(dm(BOB, "printer jammed on floor 3 walrus-9", "e2"))
     return ref
@@ -111,7 +117,7 @@ async def test_purge_with_zero_days_keeps_everything(app: App) -> None:
 
 
 async def test_export_then_forget_a_person(app: App) -> None:
-    ref = await seed(app)
+    ref = await seed(app, waiting=True)
     exported = await export_person(app.sessions, "Alice@Example.com ")
     assert exported["people"][0]["email"] == ALICE
     assert exported["platform_accounts"] and exported["conversations"]
@@ -130,6 +136,8 @@ async def test_export_then_forget_a_person(app: App) -> None:
     async with app.sessions() as session:
         record = (await session.execute(select(EventRow).where(EventRow.type == "person_forgotten"))).scalar_one()
         assert record.subject == pseudonym(ALICE) and record.actor == "dpo@example.com"
+        waiting = (await session.execute(select(OutboxRow).where(OutboxRow.idempotency_key.like("notify:x:%"))))
+        assert waiting.scalar_one().status == "cancelled"
         ticket = (await session.execute(select(TicketRow))).scalar_one()
         assert ticket.ref == ref and ticket.requester_email == pseudonym(ALICE) and ticket.category == "vpn"
         # A later purge does not undo or trip over it.
