@@ -287,8 +287,18 @@ async def standin_calls(client: httpx.AsyncClient, base: str) -> list[dict[str, 
     return list((await client.get(f"{base}_calls", timeout=60)).json()["calls"])
 
 
-def answered(phase: Phase, replies: dict[str, list[float]], offset: dict[str, int]) -> dict[str, Any]:
-    """Replies in each DM (in order) against the messages sent there in this phase (in order)."""
+async def dm_replies(client: httpx.AsyncClient, base: str) -> dict[str, list[float]]:
+    """When each reply reached each person's DM, in order (the stand-in's clock: CLOCK_MONOTONIC)."""
+    replies: dict[str, list[float]] = defaultdict(list)
+    for call in await standin_calls(client, base):
+        channel = str(call["params"].get("channel", ""))
+        if call["method"] == "chat.postMessage" and call["ok"] and channel[:1] == "D":
+            replies[channel].append(float(call["at"]))
+    return replies
+
+
+def answered(phase: Phase, before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, Any]:
+    """The replies that reached each DM during the phase against the messages sent there (in order)."""
     by_user: dict[str, list[Sent]] = defaultdict(list)
     for record in sorted(phase.sent, key=lambda r: r.n):
         by_user[record.user].append(record)
@@ -297,8 +307,7 @@ def answered(phase: Phase, replies: dict[str, list[float]], offset: dict[str, in
     last = phase.started
     for user, records in by_user.items():
         channel = "D" + user[1:]
-        got = replies.get(channel, [])[offset.get(channel, 0):]
-        offset[channel] = offset.get(channel, 0) + min(len(got), len(records))
+        got = after.get(channel, [])[len(before.get(channel, [])):]
         answered_count += min(len(got), len(records))
         twice += max(0, len(got) - len(records))
         missing += max(0, len(records) - len(got))
@@ -306,6 +315,7 @@ def answered(phase: Phase, replies: dict[str, list[float]], offset: dict[str, in
             latencies.append(at - record.first_sent)
             last = max(last, at)
     latencies.sort()
+
     def p(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
 
@@ -469,7 +479,6 @@ async def run(args: argparse.Namespace) -> None:
         standin = f"http://127.0.0.1:{standin_port}/"
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("HELPDESK_")}
         env = {**base_env, "PYTHONPATH": str(ROOT), "HELPDESK_DATABASE__URL": db_url,
-               "HELPDESK_DATABASE__POOL_SIZE": "5",
                "HELPDESK_DIRECTORY__DEMO_FILE": str(tmp / "directory.yaml"), "HELPDESK_DIRECTORY__ALLOW_DEMO": "true",
                "HELPDESK_FLOWS__DIR": str(tmp / "flows"), "HELPDESK_KB__DIR": str(tmp / "kb"),
                "HELPDESK_SLACK__ENABLED": "true", "HELPDESK_SLACK__MODE": "http",
@@ -502,7 +511,6 @@ async def run(args: argparse.Namespace) -> None:
         proxy = Proxy(cluster.serve_ports)
         await proxy.start()
         users = [uid for uid, _, _ in people]
-        replies_seen: dict[str, int] = {}
 
         async with httpx.AsyncClient(timeout=30) as control:
             # Warm-up (first users.info per person, connection pools): not measured.
@@ -510,12 +518,14 @@ async def run(args: argparse.Namespace) -> None:
             await run_messages(warm, f"http://127.0.0.1:{proxy.port}", list(range(9_000_000, 9_000_000 + len(users))),
                                users, args.concurrency)
             await wait_replies(control, standin, len(users), 120)
+            after_warm = await dm_replies(control, standin)
 
             share = max(len(users), args.conversations // 4)
             single = Phase("one replica")
             await run_messages(single, f"http://127.0.0.1:{cluster.serve_ports[0]}", list(range(share)), users,
                                args.concurrency)
-            await wait_replies(control, standin, len(users) + share, 120)
+            await wait_replies(control, standin, len(users) + share, 180)
+            after_single = await dm_replies(control, standin)
 
             victim = 1 % args.replicas
             kill_events: list[str] = []
@@ -537,20 +547,13 @@ async def run(args: argparse.Namespace) -> None:
             await run_messages(cluster_phase, f"http://127.0.0.1:{proxy.port}",
                                list(range(share, share + args.conversations)), users, args.concurrency,
                                on_half=kill_and_restart)
-            await wait_replies(control, standin, len(users) + share + args.conversations, 120)
+            await wait_replies(control, standin, len(users) + share + args.conversations, 300)
             for task in restarts:
                 await task
-
-            calls = await standin_calls(control, standin)
-            replies: dict[str, list[float]] = defaultdict(list)
-            for call in calls:
-                channel = str(call["params"].get("channel", ""))
-                if call["method"] == "chat.postMessage" and call["ok"] and channel[:1] == "D":
-                    replies[channel].append(float(call["at"]))
-            # The warm-up's replies come first in every DM.
-            warm_result = answered(warm, replies, replies_seen)
-            one = answered(single, replies, replies_seen)
-            many = answered(cluster_phase, replies, replies_seen)
+            after_cluster = await dm_replies(control, standin)
+            warm_result = answered(warm, {}, after_warm)
+            one = answered(single, after_warm, after_single)
+            many = answered(cluster_phase, after_single, after_cluster)
 
             # Claims: tickets, their cards delivered by the workers, three technicians at once.
             refs = await open_tickets(env, [email for _, email, _ in people], args.tickets)
@@ -566,7 +569,15 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.gather(*(deliver(client, url, slash(uid, f"claim {ref}"),
                                                "application/x-www-form-urlencoded")
                                        for ref in refs for uid in TECHS))
-            await asyncio.sleep(2)
+            # Turns run after the ack: wait until every ticket has a claim (or 180 s), then a little
+            # longer so that a second winner, if any, would be counted too.
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                winners = await claim_winners(db_url, refs)
+                if all(count for count, _ in winners.values()):
+                    break
+                await asyncio.sleep(1)
+            await asyncio.sleep(5)
             winners = await claim_winners(db_url, refs)
 
             # Notice to everyone by DM, a worker killed mid-delivery and restarted.
@@ -613,6 +624,8 @@ async def run(args: argparse.Namespace) -> None:
         for line in kill_events:
             print(f"  fault: {line}")
         print(f"  proxy skipped a refused backend {proxy.skipped} times")
+        failed = sum(path.read_text(errors="replace").count("slack turn failed") for path in tmp.glob("serve*.log"))
+        print(f"  turns that failed after the ack (serve logs, 'slack turn failed'): {failed}")
         ratio = many["per_s"] / one["per_s"] if one["per_s"] else float("nan")
         print(f"throughput: cluster {many['per_s']:.1f}/s vs one replica {one['per_s']:.1f}/s (x{ratio:.2f}) "
               f"on this machine ({os.cpu_count()} cores shared with everything else)")
