@@ -273,14 +273,21 @@ async def run_messages(phase: Phase, url: str, numbers: list[int], users: list[s
                 if not record.acked:
                     phase.errors += 1
 
+        async def fault() -> None:
+            # Once half the messages are acknowledged: turns are in flight on every replica.
+            while sum(r.acked for r in phase.sent) < half:
+                await asyncio.sleep(0.05)
+            on_half()
+
+        watcher = asyncio.create_task(fault()) if on_half is not None else None
         tasks = []
-        for i, n in enumerate(numbers):
-            if i == half and on_half is not None:
-                on_half()
+        for n in numbers:
             tasks.append(asyncio.create_task(one(n)))
             if len(tasks) % concurrency == 0:
                 await asyncio.sleep(0)  # let them start in order
         await asyncio.gather(*tasks)
+        if watcher is not None:
+            await watcher
 
 
 async def standin_calls(client: httpx.AsyncClient, base: str) -> list[dict[str, Any]]:
