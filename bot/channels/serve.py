@@ -72,8 +72,15 @@ def _teams(app: Any, settings: Settings) -> ChannelMount | None:
     return _TeamsMount(app) if settings.teams.enabled else None
 
 
-# Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages).
-MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams]
+def _itsm(app: Any, settings: Settings) -> ChannelMount | None:
+    from bot.itsm.wiring import mount
+
+    return mount(app, settings)
+
+
+# Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages,
+# the ticket system's webhook: POST /itsm/webhook).
+MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _itsm]
 
 
 def settings_problems(settings: Settings) -> list[str]:
@@ -90,6 +97,9 @@ def settings_problems(settings: Settings) -> list[str]:
                             "HELPDESK_SLACK__MODE=socket")
             problems.append(problem)
     problems.extend(demo_directory_problems(settings))
+    from bot.itsm.wiring import settings_problems as itsm_problems
+
+    problems += [f"{p} (see docs/itsm.md)" for p in itsm_problems(settings)]
     return problems
 
 
