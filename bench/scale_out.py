@@ -636,7 +636,15 @@ async def run(args: argparse.Namespace) -> None:
         ratio = many["per_s"] / one["per_s"] if one["per_s"] else float("nan")
         print(f"throughput: cluster {many['per_s']:.1f}/s vs one replica {one['per_s']:.1f}/s (x{ratio:.2f}) "
               f"on this machine ({os.cpu_count()} cores shared with everything else)")
-        verdict = "OK" if many["missing"] == 0 and many["twice"] == 0 else "NOT OK"
+        # Over the whole run per DM (robust to a reply arriving after its phase was counted): replies
+        # beyond the messages sent there are duplicates, fewer are losses.
+        sent_to: Counter[str] = Counter("D" + r.user[1:] for ph in (warm, single, cluster_phase) for r in ph.sent)
+        over = sum(max(0, len(after_cluster.get(ch, [])) - n) for ch, n in sent_to.items())
+        under = sum(max(0, n - len(after_cluster.get(ch, []))) for ch, n in sent_to.items())
+        print(f"whole run, per DM: {sum(sent_to.values())} messages, "
+              f"{sum(len(after_cluster.get(ch, [])) for ch in sent_to)} replies; {over} replies beyond the messages "
+              f"sent (duplicates), {under} messages without a reply (lost)")
+        verdict = "OK" if many["missing"] == 0 and many["twice"] == 0 and over == 0 and under == 0 else "NOT OK"
         print(f"answered vs sent (cluster, replica killed): {many['answered']}/{many['sent']} answered, "
               f"{many['twice']} answered twice, {many['missing']} unanswered: {verdict}")
         print(f"claims: {len(refs)} tickets x {len(TECHS)} technicians at once: {one_winner} with exactly one winner, "
