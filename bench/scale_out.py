@@ -18,7 +18,8 @@ Phases, in one run:
 4. **Notice**: an outage notice to everyone by direct message, delivered by the workers while one
    worker is killed with SIGKILL and restarted.
 
-It prints answered vs sent (and how many were answered twice), claims with exactly one winner, notice
+It prints answered vs sent (an answer is the flow's reply; the bot's "something went wrong" after a failed
+turn is counted apart), how many were answered twice, claims with exactly one winner, notice
 copies delivered exactly once, throughput of the cluster against one replica, and p99 time to answer
 (from the first send of a message to the reply reaching the stand-in). Bounded: --timeout seconds.
 """
@@ -294,13 +295,22 @@ async def standin_calls(client: httpx.AsyncClient, base: str) -> list[dict[str, 
     return list((await client.get(f"{base}_calls", timeout=60)).json()["calls"])
 
 
+ERROR_REPLIES: Counter[str] = Counter()
+
+
 async def dm_replies(client: httpx.AsyncClient, base: str) -> dict[str, list[float]]:
-    """When each reply reached each person's DM, in order (the stand-in's clock: CLOCK_MONOTONIC)."""
+    """When each answer reached each person's DM, in order (the stand-in's clock: CLOCK_MONOTONIC).
+    Only the flow's answer counts; anything else the bot posted there (its "something went wrong"
+    after a failed turn) is counted in ERROR_REPLIES, by channel."""
     replies: dict[str, list[float]] = defaultdict(list)
+    ERROR_REPLIES.clear()
     for call in await standin_calls(client, base):
         channel = str(call["params"].get("channel", ""))
         if call["method"] == "chat.postMessage" and call["ok"] and channel[:1] == "D":
-            replies[channel].append(float(call["at"]))
+            if str(call["params"].get("text", "")).startswith("Hello "):
+                replies[channel].append(float(call["at"]))
+            else:
+                ERROR_REPLIES[channel] += 1
     return replies
 
 
@@ -643,7 +653,8 @@ async def run(args: argparse.Namespace) -> None:
         under = sum(max(0, n - len(after_cluster.get(ch, []))) for ch, n in sent_to.items())
         print(f"whole run, per DM: {sum(sent_to.values())} messages, "
               f"{sum(len(after_cluster.get(ch, [])) for ch in sent_to)} replies; {over} replies beyond the messages "
-              f"sent (duplicates), {under} messages without a reply (lost)")
+              f"sent (duplicates), {under} messages without an answer (lost); "
+              f"{sum(ERROR_REPLIES.values())} 'something went wrong' replies (a failed turn)")
         verdict = "OK" if many["missing"] == 0 and many["twice"] == 0 and over == 0 and under == 0 else "NOT OK"
         print(f"answered vs sent (cluster, replica killed): {many['answered']}/{many['sent']} answered, "
               f"{many['twice']} answered twice, {many['missing']} unanswered: {verdict}")
