@@ -84,6 +84,8 @@ class TurnResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     duplicate: bool = False
     person: Person | None = None
+    # Replies written to the outbox in the turn's transaction (`Pipeline.durable_replies`).
+    queued: int = 0
 
 
 @dataclass(slots=True)
@@ -198,6 +200,8 @@ class Pipeline:
         self.on_commit = on_commit
         # Told of every turn (platform, outcome, seconds): the composition root counts them for /metrics.
         self.on_turn: Callable[[str, str, float], None] | None = None
+        # Platforms whose replies go through the outbox (their channel runs turns from the inbox).
+        self.durable_replies: set[str] = set()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def add_handler(self, handler: TurnHandler) -> None:
@@ -255,18 +259,40 @@ class Pipeline:
             if person is None:
                 uow.emit("person_unknown", platform=incoming.platform.value, user=incoming.sender.user_id)
                 text = self.renderer.text(incoming.platform, template="unknown_person", context={})
-                return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))], events=uow.events)
-            direct = incoming.reply_to if incoming.is_direct else None
-            await uow.remember_person(person, incoming.sender, direct)
-            state = await uow.lock_conversation(incoming.conversation_key, incoming.platform.value)
-            version = state.version
-            turn = Turn(incoming=incoming, person=person, uow=uow, state=state, renderer=self.renderer, now=now)
-            await self._decide(turn)
-            expires = now + self.engine.resume_window if turn.state.active else None
-            await uow.save_conversation(incoming.conversation_key, turn.state, version, person.email, expires)
+                produced = [Outbound(incoming.reply_to, Reply(text=text))]
+                replies = self._durable(uow, incoming, produced)
+            else:
+                direct = incoming.reply_to if incoming.is_direct else None
+                await uow.remember_person(person, incoming.sender, direct)
+                state = await uow.lock_conversation(incoming.conversation_key, incoming.platform.value)
+                version = state.version
+                turn = Turn(incoming=incoming, person=person, uow=uow, state=state, renderer=self.renderer,
+                            now=now)
+                await self._decide(turn)
+                expires = now + self.engine.resume_window if turn.state.active else None
+                await uow.save_conversation(incoming.conversation_key, turn.state, version, person.email, expires)
+                produced = turn.replies
+                replies = self._durable(uow, incoming, produced)
         if self.on_commit is not None and uow.enqueued:
             self.on_commit()
-        return TurnResult(replies=turn.replies, events=uow.events, person=person)
+        return TurnResult(replies=replies, events=uow.events, person=person,
+                          queued=len(produced) - len(replies))
+
+    def _durable(self, uow: UnitOfWork, incoming: Incoming, replies: list[Outbound]) -> list[Outbound]:
+        """On platforms in `durable_replies`, the turn's replies become outbox rows in the turn's
+        transaction (so a crash after the commit neither loses nor repeats them) and nothing is
+        left for the channel to send. A secret is never written down: a turn that shows one keeps
+        all its replies for the channel to send at once, in order, after the commit."""
+        if incoming.platform.value not in self.durable_replies or any(o.reply.secret for o in replies):
+            return replies
+        for number, outbound in enumerate(replies):
+            address = outbound.address
+            if outbound.reply.private and address.user_id is None:
+                # Only its owner sees it where it lands (Slack: an ephemeral message in a channel).
+                address = replace(address, user_id=incoming.sender.user_id)
+            uow.enqueue(replace(outbound, address=address),
+                        idempotency_key=f"reply:{incoming.platform.value}:{incoming.event_id}:{number}")
+        return []
 
     # ----- decide --------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.store.tables import (
     ConversationRow,
     EventRow,
+    InboxRow,
     IncidentPersonRow,
     IncidentRecipientRow,
     IncidentTicketRow,
@@ -82,7 +83,7 @@ def _aware(value: datetime | None) -> datetime | None:
 async def purge(sessions: async_sessionmaker[AsyncSession], *, now: datetime, days: int) -> dict[str, int]:
     """Purge message text older than `days` (0: nothing). Safe to run on several replicas at once
     and repeatedly: every step is idempotent. Returns counts per kind."""
-    counts = {"events": 0, "conversations": 0, "tickets": 0, "outbox": 0, "processed_events": 0,
+    counts = {"events": 0, "conversations": 0, "tickets": 0, "outbox": 0, "inbox": 0, "processed_events": 0,
               "shared_state": 0}
     if days <= 0:
         return counts
@@ -113,6 +114,10 @@ async def purge(sessions: async_sessionmaker[AsyncSession], *, now: datetime, da
                 row.payload = _scrub_payload(row.payload)
                 row.last_error = None
                 counts["outbox"] += 1
+        # Handled platform deliveries (their bodies hold what people wrote).
+        result = await session.execute(delete(InboxRow).where(InboxRow.status.in_(("done", "failed")),
+                                                               InboxRow.created_at < cutoff))
+        counts["inbox"] = int(result.rowcount or 0)
         result = await session.execute(delete(ProcessedEventRow).where(ProcessedEventRow.at < cutoff))
         counts["processed_events"] = int(result.rowcount or 0)
         result = await session.execute(delete(SharedStateRow).where(SharedStateRow.expires <= now.timestamp()))
@@ -230,7 +235,10 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
     async with sessions() as session, session.begin():
         person_ids = list((await session.execute(select(PersonRow.id).where(PersonRow.email == email))).scalars())
         directs = {f"email:{email}"}
+        accounts: list[str] = []
         if person_ids:
+            accounts = list((await session.execute(select(PersonIdentityRow.platform_user_id).where(
+                PersonIdentityRow.person_id.in_(person_ids)))).scalars())
             for address in (await session.execute(select(PersonIdentityRow.direct_address).where(
                     PersonIdentityRow.person_id.in_(person_ids)))).scalars():
                 if address and address.get("conversation_id"):
@@ -306,6 +314,12 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
             row.group_key = _replace_email(row.group_key, email, alias)
             row.last_error = None
         counts["outbox"] = len(outbox)
+        # Handled platform deliveries from or naming them (pending ones are still to be answered).
+        result = await session.execute(delete(InboxRow).where(
+            InboxRow.status.in_(("done", "failed")),
+            or_(_mentions(InboxRow.payload, email),
+                *[cast(InboxRow.payload, Text).contains(a) for a in accounts if a])))
+        counts["inbox"] = int(result.rowcount or 0)
         result = await session.execute(delete(SharedStateRow).where(SharedStateRow.key.contains(email)))
         counts["shared_state"] = int(result.rowcount or 0)
         session.add(EventRow(at=now, type="person_forgotten", conversation_key=None, actor=actor,

@@ -14,7 +14,8 @@ It follows Microsoft's documented shapes:
   groups (`$filter`, owners, `members/$ref` 204 / 400 already a member / 404), Intune managed
   devices and `syncDevice` / `rebootNow` (204), `mailboxSettings` GET/PATCH (200), OneDrive quota,
   the mailbox usage report (302 to a pre-authenticated CSV download), `sendMail` (202), `$batch`
-  (max 20, unique ids, responses in another order, inner errors), `@odata.nextLink` paging;
+  (max 20, unique ids, responses in another order, inner errors), `@odata.nextLink` paging,
+  Teams app installation for a user (`teamwork/installedApps`: 201, 409 Conflict when installed);
 - errors as `{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}`,
   with `request-id` headers on every response, and injectable faults: 429 with `Retry-After`, 503
   without it, 403 `Authorization_RequestDenied`, and so on.
@@ -32,7 +33,7 @@ import secrets
 import ssl
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,6 +108,8 @@ class StandInState:
     mailbox_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     mailbox: dict[str, tuple[int, int]] = field(default_factory=dict)
     drive: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Teams apps installed in a user's personal scope: user id -> {installation id: catalog app id}.
+    teams_apps: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _iso(value: datetime | None = None) -> str:
@@ -143,6 +146,10 @@ class GraphStandIn:
         self.sent_mail: list[SentMail] = []
         self.downloads_with_auth = 0
         self._reports: dict[str, str] = {}
+        # Teams app catalog ids known to `installedApps` (None: any id), and a hook told of each
+        # install (so a Bot Connector stand-in can open chats for that person afterwards).
+        self.teams_catalog: set[str] | None = None
+        self.on_app_installed: Callable[[str, str], None] | None = None
         self._lock = threading.Lock()
         self.seed(seed if seed is not None else yaml.safe_load(DEMO_FILE.read_text(encoding="utf-8")))
 
@@ -595,6 +602,8 @@ class GraphStandIn:
                 return self._json(request, 200, self._select(drive, params))
             if tail == ["sendMail"] and method == "POST":
                 return self._send_mail(request, segs[1], payload)
+            if tail[:2] == ["teamwork", "installedApps"]:
+                return self._installed_apps(request, method, uid, tail[2:], payload)  # type: ignore[arg-type]
         if segs[0] == "groups":
             if n == 1 and method == "GET":
                 expression = params.get("$filter", "")
@@ -654,6 +663,35 @@ class GraphStandIn:
                 request=request,
             )
         return self._error(request, 400, "BadRequest", f"Resource not found for the segment '{segs[0]}'.")
+
+    def _installed_apps(
+        self, request: httpx.Request, method: str, uid: str, rest: list[str], payload: Any
+    ) -> httpx.Response:
+        """`/users/{id}/teamwork/installedApps`: POST installs an app from the catalog in the user's
+        personal scope (201, no body; 409 Conflict when it is already installed; 404 for an app
+        not in the catalog when `teams_catalog` is set), GET lists installations."""
+        installed = self.state.teams_apps.setdefault(uid, {})
+        if not rest and method == "POST":
+            bind = payload.get("teamsApp@odata.bind") if isinstance(payload, dict) else None
+            match = re.fullmatch(r"https://[^/]+/v1\.0/appCatalogs/teamsApps/([^/]+)", str(bind or ""))
+            if match is None:
+                return self._error(request, 400, "BadRequest", "Invalid bind property name teamsApp in request.")
+            app_id = match.group(1)
+            if self.teams_catalog is not None and app_id not in self.teams_catalog:
+                return self._error(request, 404, "NotFound", f"App with id '{app_id}' was not found in the catalog.")
+            if app_id in installed.values():
+                return self._error(request, 409, "Conflict", "App is already installed for this user.")
+            installation = base64.b64encode(f"{uid}##{app_id}".encode()).decode()
+            installed[installation] = app_id
+            if self.on_app_installed is not None:
+                self.on_app_installed(uid, app_id)
+            rid, crid = self._rid(request)
+            return httpx.Response(201, headers={"request-id": rid, "client-request-id": crid}, request=request)
+        if not rest and method == "GET":
+            items = [{"id": iid, "teamsApp": {"id": app_id, "distributionMethod": "organization"}}
+                     for iid, app_id in installed.items()]
+            return self._json(request, 200, {"value": items})
+        return self._error(request, 400, "BadRequest", "Resource not found for the segment 'installedApps'.")
 
     def _user_id(self, key: str) -> str | None:
         if key in self.state.users:
