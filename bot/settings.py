@@ -272,6 +272,25 @@ class OutageSettings(Section):
     report_every_seconds: int = Field(default=15, ge=1)
 
 
+class WebSettings(Section):
+    """The web console under /console/ of `helpdesk serve` (docs/console.md)."""
+
+    enabled: bool = True
+    # auto: the local demo sign-in with the demo directory, Microsoft Entra ID with Graph.
+    # demo is refused whenever a real directory (graph) is configured.
+    sign_in: Literal["auto", "demo", "entra"] = "auto"
+    # Signs session cookies; from HELPDESK_WEB__SESSION_SECRET. Unset: a random one per process
+    # (the demo; everyone signs in again after a restart, and replicas would not share it).
+    session_secret: SecretStr | None = None
+    session_minutes: int = Field(default=480, ge=5, le=10080)
+    # Entra ID app registration for sign-in (defaults: graph.tenant_id / graph.client_id /
+    # HELPDESK_GRAPH__CLIENT_SECRET); the redirect URI is <public_url>/console/auth/callback.
+    entra_client_id: str = ""
+    entra_client_secret: SecretStr | None = None
+    # The console's address as people's browsers see it (https://helpdesk.example.com); empty: from the request.
+    public_url: str = ""
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
@@ -445,6 +464,7 @@ class Settings(BaseSettings):
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     outages: OutageSettings = Field(default_factory=OutageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)

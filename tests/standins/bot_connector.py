@@ -127,7 +127,7 @@ class BotConnectorStandIn:
                 and (conversation_contains is None or conversation_contains in c.conversation_id)]
 
     def texts(self, call: Call) -> list[str]:
-        """Every TextBlock text of a recorded message's card (and its plain text)."""
+        """Every TextBlock and TextRun text of a recorded message's card (and its plain text)."""
         found: list[str] = []
         body = call.body if isinstance(call.body, dict) else {}
         if body.get("text"):
@@ -135,7 +135,7 @@ class BotConnectorStandIn:
 
         def walk(node: Any) -> None:
             if isinstance(node, dict):
-                if node.get("type") == "TextBlock" and "text" in node:
+                if node.get("type") in ("TextBlock", "TextRun") and "text" in node:
                     found.append(str(node["text"]))
                 for value in node.values():
                     walk(value)
