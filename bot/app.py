@@ -135,7 +135,7 @@ def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, Any]:
     return directory, build_resolver(settings, directory), runner
 
 
-def _wire_tickets(app: App) -> None:
+def _wire_tickets(app: App) -> Any:
     from bot.tickets.handler import TicketHandler
     from bot.tickets.service import TicketService
 
@@ -148,6 +148,7 @@ def _wire_tickets(app: App) -> None:
 
     app.services.setdefault("home_sections", []).append(home_section(service))  # Slack Home: open tickets
     app.add_tick(service.tick)  # SLA reminders and breaches, claim release, auto-close
+    return handler
 
 
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,
@@ -186,11 +187,15 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app.on_close(actions.aclose)  # closes the directory too
     kb.start()
     app.on_close(kb.close)
-    _wire_tickets(app)
+    tickets = _wire_tickets(app)
     _wire_self_service(app, actions)
     from bot.outages import install as install_outages
 
     install_outages(app)  # its turn handler runs before the flow engine
+    from bot.tickets.handler import RelayHandler
+
+    # Last of the handlers: an outage status, a command or a confident new request goes first.
+    app.pipeline.add_handler(RelayHandler(tickets, app.pipeline))
     return app
 
 

@@ -49,6 +49,8 @@ B_CLAIM, B_ASSIGN, B_ASSIGN_TO, B_RESOLVE, B_REOPEN, B_NOTE, B_REPLY = (
     "ticket:claim:", "ticket:assign:", "ticket:assign_to:", "ticket:resolve:", "ticket:reopen:", "ticket:note:",
     "ticket:reply:")
 B_FIXED, B_RATE, B_SPLIT = "ticket:fixed:", "ticket:rate:", "ticket:split:"
+# "Send it to the requester after all": a thread message that looked like a note was kept as one.
+B_SEND_NOTE = "ticket:send_note:"
 FORM_NOTE, FORM_REPLY, FORM_RESOLVE = "ticket_note:", "ticket_reply:", "ticket_resolve:"
 
 
@@ -592,7 +594,23 @@ class TicketService:
         await self.to_thread(uow, row, "ticket_notice",
                              {"kind": "note", "by": actor.display_name, "text": text.strip()},
                              f"note:{note.id}", console_to=others)
-        return Outcome(view_of(row), "noted")
+        return Outcome(view_of(row), "noted", {"note_id": note.id})
+
+    async def send_note_to_requester(self, uow: UnitOfWork, actor: Person, ref: str, note_id: int) -> Outcome:
+        """A message kept as an internal note because it looked like one, relayed after all on the
+        technician's explicit say-so (once)."""
+        self.require_technician(actor, ref)
+        row = await self.get(uow, ref, lock=True)
+        note = await uow.session.get(TicketNoteRow, note_id)
+        if note is None or note.ticket_id != row.id or note.kind != "note":
+            raise InvalidState(row.ref, "that note is not on this ticket")
+        if note.author.lower() != actor.email.lower():
+            raise Forbidden(row.ref, "only its author can send a note to the requester")
+        if (note.data or {}).get("sent_as"):
+            raise InvalidState(row.ref, "that note was already sent to the requester")
+        outcome = await self.reply_to_requester(uow, actor, ref, note.text)
+        note.data = {**dict(note.data or {}), "sent_as": "to_requester"}
+        return outcome
 
     async def reply_to_requester(self, uow: UnitOfWork, actor: Person, ref: str, text: str) -> Outcome:
         """Relay a technician's message to the requester's direct conversation with the bot."""
