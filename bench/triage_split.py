@@ -53,6 +53,8 @@ def main() -> None:
                 if (g := triage.classify(r["text"])).intent not in NOT_IT_LABELS]
         print(f"{part}: accuracy {report.accuracy:.3f} (n={report.total}), worst recall {worst[0]:.2f} ({worst[1]}), "
               f"CLINC negatives into an IT flow {len(into)}/{len(negatives)} = {len(into) / len(negatives):.1%}")
+        outcomes = evaluate(triage, negatives, flows).outcomes + report.outcomes
+        print("   what the person gets:", dict(sorted(outcomes.items())))
         if "-v" in sys.argv:
             for m in report.misrouted:
                 print("   miss", m)

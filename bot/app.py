@@ -180,7 +180,8 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     t = settings.triage
     pipeline = Pipeline(sessions=sessions, resolver=resolver, engine=engine, triage=triage, renderer=renderer,
                         kb=kb, actions=actions, clock=clock,
-                        triage_thresholds=(t.start_threshold, t.min_confidence, t.ambiguity_margin))
+                        triage_thresholds=(t.start_threshold, t.min_confidence, t.ambiguity_margin),
+                        suggest_floor=t.suggest_floor)
     app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
