@@ -46,6 +46,7 @@ from bot.tickets.service import (
     FORM_NOTE,
     FORM_REPLY,
     FORM_RESOLVE,
+    IMPACT_WORDS,
     Forbidden,
     InvalidState,
     Outcome,
@@ -54,6 +55,7 @@ from bot.tickets.service import (
     TicketView,
     find_by_thread,
     note_form,
+    raised_level,
     reply_form,
     resolve_form,
 )
@@ -141,6 +143,12 @@ class TicketHandler:
 
     async def open_for_flow(self, turn: Turn, request: OpenTicket, summary: str) -> TicketAnswer:
         svc = self.service
+        said = " ".join([request.first_message, summary, *(str(v) for v in request.details.values()
+                                                            if isinstance(v, str))])
+        impact = raised_level(request.impact, said, IMPACT_WORDS)
+        if impact != request.impact:
+            turn.emit("impact_raised", impact=impact, was=request.impact)
+            request = replace(request, impact=impact)
         existing = await svc.open_duplicate_of(turn.uow, turn.person, request.category)
         if existing is not None:
             details = {**dict(request.details), "first_message": request.first_message}
@@ -334,9 +342,12 @@ class TicketHandler:
                   "open": "All open tickets:", "requested": "Your tickets:"}
         empties = {"queue": "The queue is empty.", "mine": "You don't hold any open tickets.",
                    "open": "There are no open tickets.", "requested": "You have no tickets."}
+        tz = self.service.calendar.timezone
         items = [{"ref": t.ref, "priority": t.priority, "status": t.status, "summary": t.summary[:80],
                   "assignee": await self.service.name_of(t.assignee_email) if t.assignee_email else "",
-                  "requester": t.requester_name} for t in tickets]
+                  "requester": t.requester_name, "due_target": t.due_target, "overdue": t.overdue,
+                  "due": t.due_at.astimezone(tz).strftime("%a %d %b %H:%M") if t.due_at else ""}
+                 for t in tickets]
         buttons = tuple(Button(f"Claim {t.ref}", B_CLAIM + t.ref) for t in tickets[:5]) if scope == "queue" else ()
         self._say(turn, "ticket_list", {"tickets": items, "title": titles[scope], "empty": empties[scope],
                                         "show_requester": scope != "requested"}, buttons)
