@@ -519,5 +519,11 @@ class Triage:
         ranked = [(guess.intent, guess.confidence), *guess.alternatives]
         return tuple(label for label, score in ranked if label not in NOT_IT and score >= floor)[:3]
 
+    def content_stems(self, text: str) -> frozenset[str]:
+        """The topic words of a message (typo-corrected, stemmed, no stopwords): to tell whether two
+        messages are about the same thing."""
+        return frozenset(_stem(w) for w in self.words(text)
+                         if len(w) > 2 and w not in STOPWORDS and _stem(w) not in STOPWORDS)
+
     def has_it_evidence(self, text: str) -> bool:
         return any(_stem(w) in self.it_words for w in self.words(text))

@@ -30,7 +30,7 @@ from bot.core.models import Button, Reply
 from bot.core.pipeline import Turn
 from bot.engine.engine import ConversationState, OpenTicket, TicketAnswer, global_command
 from bot.store.repos import UnitOfWork
-from bot.store.tables import EventRow
+from bot.store.tables import EventRow, TicketNoteRow
 from bot.tickets.service import (
     B_ASSIGN,
     B_ASSIGN_TO,
@@ -78,6 +78,9 @@ NOTE_LIKE = re.compile(
     re.IGNORECASE)
 # "reply HD-1005 thanks, that worked" typed without the slash command.
 TYPED_REPLY = re.compile(r"^\s*reply\s+(?:to\s+)?([a-z]+-\d+)\b[\s:,.-]*(.*)$", re.IGNORECASE | re.DOTALL)
+# The start of an answer to a technician's question: relayed, whatever else it mentions.
+ANSWER_LIKE = re.compile(r"^\s*(?:yes|yeah|yep|yup|no|nope|nah|ok|okay|sure|thanks|thank you|it does|it did|"
+                         r"it is|it was|it doesn'?t|it didn'?t|done|tried|still)\b", re.IGNORECASE)
 # What the conversation waits for while the bot asks "Send this to Tina on HD-1005, or something new?"
 AWAITING_RELAY = "relay_choice"
 V_RELAY_SEND, V_RELAY_NEW = "relay:send:", "relay:new"
@@ -538,7 +541,14 @@ class RelayHandler:
         if guess.intent in self.PASS_ON and guess.confidence >= pipeline.min_confidence:
             turn.emit("relay_skipped", id=row.ref, reason=guess.intent)
             return False
-        related = guess.intent == row.category
+        # About the ticket: its category, or a topic word its summary shares ("normal mode still
+        # crashes" on "Outlook crashes every time...") - an answer to the technician, not a new request.
+        # An answer-shaped message ("yes, also on battery") or one sharing a topic word with the
+        # technician's last message is an answer too.
+        stems = getattr(pipeline.triage, "content_stems", None)
+        about = f"{row.summary} {row.category.replace('_', ' ')} {await self._last_from_technician(turn, row.id)}"
+        related = guess.intent == row.category or bool(ANSWER_LIKE.match(text)) or bool(
+            stems is not None and stems(text) & stems(about))
         if it_label and not related and guess.confidence >= pipeline.start_threshold \
                 and row.category in pipeline.engine.flows and row.category not in self.NOT_NEW:
             turn.emit("relay_skipped", id=row.ref, reason="new_request")
@@ -554,3 +564,10 @@ class RelayHandler:
             return True
         await self.tickets._guard(turn, row.ref, self.tickets._requester_reply(turn, row.ref, text))
         return True
+
+    @staticmethod
+    async def _last_from_technician(turn: Turn, ticket_id: int) -> str:
+        query = (select(TicketNoteRow.text).where(TicketNoteRow.ticket_id == ticket_id,
+                                                  TicketNoteRow.kind == "to_requester")
+                 .order_by(TicketNoteRow.id.desc()).limit(1))
+        return str((await turn.uow.session.execute(query)).scalar_one_or_none() or "")
