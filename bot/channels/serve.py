@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -23,6 +24,67 @@ from bot.outbox.worker import Sender
 from bot.settings import Settings
 
 log = logging.getLogger("bot.serve")
+
+
+class BodyLimit:
+    """Every route reads at most `limit` bytes of body: a larger declared Content-Length gets 413
+    before anything is read, and a body sent without one (chunked) is cut off at the limit, so a
+    100 MB request never sits in memory. The body read is handed to the app unchanged."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            text = declared.decode("latin-1").strip()
+            if not text.isdigit():
+                await _plain(send, 400, "Bad Content-Length")
+                log.warning("request refused: bad Content-Length", extra={"path": scope.get("path")})
+                return
+            if int(text) > self.limit:
+                await _plain(send, 413, "Request body too large")
+                log.warning("request refused: body of %s bytes over the %d limit", text, self.limit,
+                            extra={"path": scope.get("path")})
+                return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _plain(send, 413, "Request body too large")
+                log.warning("request refused: body over the %d limit", self.limit, extra={"path": scope.get("path")})
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body"))
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return dict(await receive())
+
+        await self.app(scope, replay, send)
+
+
+async def _plain(send: Any, status: int, text: str) -> None:
+    body = text.encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ChannelMount(Protocol):
@@ -76,9 +138,18 @@ def _itsm(app: Any, settings: Settings) -> ChannelMount | None:
     return mount(app, settings)
 
 
+def _console(app: Any, settings: Settings) -> ChannelMount | None:
+    """The web console under /console/ (bot/web, docs/console.md)."""
+    if not settings.web.enabled:
+        return None
+    from bot.web.console import ConsoleMount
+
+    return ConsoleMount(app)
+
+
 # Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages,
-# the ticket system's webhook: POST /itsm/webhook).
-MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _itsm]
+# the ticket system's webhook: POST /itsm/webhook, the web console: /console/).
+MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _itsm, _console]
 
 
 def settings_problems(settings: Settings) -> list[str]:
@@ -122,7 +193,8 @@ def build_asgi(app: Any, mounts: Sequence[ChannelMount]) -> Starlette:
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     for mount in mounts:
         routes.extend(mount.routes())
-    return Starlette(routes=routes, lifespan=lifespan)
+    limit = int(getattr(getattr(getattr(app, "settings", None), "server", None), "max_body_bytes", 1_048_576))
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimit, limit=limit)])
 
 
 async def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:

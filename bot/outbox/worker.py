@@ -5,7 +5,9 @@ processes share the work), marked `sending` with the attempt count, and committe
 platform call. After the call the row is marked `sent` with the platform's message id. If the
 process dies in between, the lease expires and the next attempt first asks the sender whether the
 message already arrived (`find_delivered`, keyed by the row's idempotency key), so a crash neither
-loses nor duplicates a message. Failures back off exponentially (or as long as `Retry-After` says).
+loses nor duplicates a message. When that check itself fails (429, 5xx, timeout) the row stays
+`sending` (to be checked) and is due again after the back-off: it is never sent blind. Failures
+back off exponentially (or as long as `Retry-After` says).
 
 Pacing. Each lane (one channel or one person's DM) has a token bucket (Slack: about one message a
 second per channel, short bursts allowed) and each platform a global one; a row is claimed only when
@@ -41,6 +43,7 @@ from typing import Any, Protocol
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.store.db import utcnow
 from bot.store.tables import OutboxRow
 
 log = logging.getLogger("bot.outbox")
@@ -88,6 +91,9 @@ class _Outcome:
     retry_at: datetime | None
     ref: str | None
     refund: bool
+    # The "was it delivered?" check itself failed: the row stays `sending` (to be checked), due
+    # again at `retry_at`, so the next attempt checks before it could send a second copy.
+    recheck: bool = False
 
 
 class Sender(Protocol):
@@ -103,8 +109,7 @@ class Sender(Protocol):
 Clock = Callable[[], datetime]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+_now = utcnow  # the one real clock; tests inject theirs
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -424,6 +429,7 @@ class OutboxWorker:
         ref: str | None = None
         status, error, retry_at = "sent", None, None
         refund = False  # a rate-limit wait does not use up an attempt
+        checking = False
         resolved, problem = await self._resolve_ref(delivery)
         if problem == "wait":
             status, error, refund = "pending", "waiting for the original message to be delivered", True
@@ -434,7 +440,9 @@ class OutboxWorker:
             assert resolved is not None
             try:
                 if resolved.payload.get("_interrupted"):
+                    checking = True
                     ref = await sender.find_delivered(resolved)
+                    checking = False
                 if ref is None:
                     ref = await sender.send(resolved)
             except RetryLater as exc:
@@ -460,6 +468,10 @@ class OutboxWorker:
                 retry_at = self.clock() + timedelta(seconds=min(300.0, 2 ** delivery.attempts))
             if status == "sent" and self.pacer is not None:
                 self.pacer.succeeded(delivery.platform, self._t())
+        if checking and status == "pending":
+            log.warning("outbox delivery %s: could not check whether it arrived (%s); checking again later",
+                        delivery.id, error)
+            return _Outcome(delivery, "sending", error, retry_at, ref, refund, recheck=True)
         return _Outcome(delivery, status, error, retry_at, ref, refund)
 
     async def _record(self, outcomes: Sequence[_Outcome]) -> list[str]:
@@ -494,6 +506,9 @@ class OutboxWorker:
                     change["sent_at"] = now
                 if outcome.retry_at is not None:
                     change["next_attempt_at"] = outcome.retry_at
+                if outcome.recheck:
+                    # Claimed again as an interrupted row (status `sending`, lease run out) at retry_at.
+                    change["locked_until"] = outcome.retry_at or now
                 changes.append(change)
                 statuses.append(outcome.status)
                 if outcome.status == "failed":

@@ -403,3 +403,27 @@ class ItsmCursorRow(Base):
 
     system: Mapped[str] = mapped_column(String(16), primary_key=True)
     polled_to: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class InboxRow(Base):
+    """Something a platform delivered and we acknowledged: committed BEFORE the ack, handled once.
+
+    Any replica claims a due row under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL; a guarded
+    UPDATE on SQLite); a crashed replica's rows are claimed again when their lease runs out. The
+    `key` is the platform's event key (`slack:<event id>`), so a redelivery is not stored twice."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_due", "status", "locked_until"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    # What the channel needs to run the turn again from scratch (parsed, no secrets).
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    locked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -9,24 +9,28 @@ names, nesting, form encoding), with ids and text as parameters.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
+from sqlalchemy import func, or_, select
 
 from bot.channels.serve import build_asgi
 from bot.channels.slack.mount import SlackMount
 from bot.outbox.worker import OutboxWorker
 from bot.settings import Settings, load_settings
 from bot.store.migrate import upgrade
+from bot.store.tables import OutboxRow
 from tests.standins.slack_api import DEFAULT_USERS, SlackStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,10 +249,25 @@ class Harness:
         return await self.post(urlencode(fields).encode(), "application/x-www-form-urlencoded", **kw)
 
     async def settle(self) -> None:
-        """Let turns in flight finish and the outbox deliver what they queued."""
+        """Let turns in flight finish and the outbox deliver what they queued (replies are outbox
+        rows too): including rows due again within a couple of seconds (a 429's Retry-After)."""
         for _ in range(3):
             await self.mount.channel.drain()
             await self.worker.drain()
+        for _ in range(60):
+            if not await self._due_soon():
+                break
+            await asyncio.sleep(0.1)
+            await self.mount.channel.drain()
+            await self.worker.drain()
+
+    async def _due_soon(self) -> bool:
+        soon = self.worker.clock() + timedelta(seconds=2)
+        async with self.app.sessions() as session:
+            count = (await session.execute(select(func.count()).select_from(OutboxRow).where(or_(
+                (OutboxRow.status == "pending") & (OutboxRow.next_attempt_at <= soon),
+                (OutboxRow.status == "sending") & (OutboxRow.locked_until <= soon))))).scalar_one()
+        return bool(count)
 
     def posts(self, channel: str | None = None) -> list[dict[str, Any]]:
         return [c.params for c in self.standin.calls_to("chat.postMessage")

@@ -86,8 +86,11 @@ class SlackStandIn:
                  host: str = "127.0.0.1", port: int = 0, channel_rate: float | None = None,
                  channel_burst: int = 1, global_rate: float | None = None, global_burst: float = 1.0,
                  channels: Mapping[str, list[str]] | None = None, app_token: str = "xapp-test",  # noqa: S107
-                 socket_url: str | Callable[[], str] | None = None) -> None:
+                 socket_url: str | Callable[[], str] | None = None,
+                 latency: Mapping[str, float] | None = None) -> None:
         self.token = token
+        # Seconds a method takes to answer (a slow Slack: a backlog builds up behind it).
+        self.latency: dict[str, float] = dict(latency or {})
         self.app_token = app_token
         self.socket_url = socket_url  # what apps.connections.open hands out (Socket Mode)
         self.users: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (users or DEFAULT_USERS).items()}
@@ -227,6 +230,9 @@ class SlackStandIn:
 
     def handle(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any],
                                                                                               dict[str, str]]:
+        delay = self.latency.get(method)
+        if delay:
+            time.sleep(delay)  # outside the lock: the server is threaded, calls overlap as on Slack
         with self._lock:
             call = Call(method, params, headers)
             self.calls.append(call)

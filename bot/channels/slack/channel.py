@@ -1,20 +1,22 @@
-"""The Slack channel: a Bolt `AsyncApp` that acknowledges at once and does the work afterwards.
+"""The Slack channel: a Bolt `AsyncApp` that stores each delivery, acknowledges, then does the work.
 
-Every request is checked by Bolt (signature, 5-minute replay window → 401), acknowledged, and the
-turn is run in a background task the channel keeps a reference to (exceptions are logged; shutdown
-waits for them). `process_before_response=True` makes Bolt answer as soon as our listener returns,
-and our listeners only parse and schedule: no Slack or database call ever sits on the ack path
-(the one exception is Bolt's own `auth.test`, made once per process and cached).
+Every request is checked (signature, 5-minute replay window → 401; see mount.py for the shape
+checks), and our listeners parse the payload and commit it to the inbox (bot/store/inbox.py) BEFORE
+Bolt answers (`process_before_response=True`: the ack goes when our listener returns). The turn then
+runs in a task the channel keeps a reference to, from the inbox row; its replies are outbox rows of
+the turn's transaction (`Pipeline.durable_replies`). Rows left by a stopped process or another
+replica are claimed by `start_inbox` (started by `serve`). No Slack call sits on the ack path (the
+one exception is Bolt's own `auth.test`, made once per process and cached); one small insert does.
 
 Duplicate deliveries (Slack retries with `X-Slack-Retry-Num` and the same `event_id`) are dropped
-by a small in-memory memory of recent event ids, and in any case by the pipeline, which records
-`slack:<event_id>` in the database in the turn's transaction (so a retry arriving while the first
-delivery is still being handled waits on the conversation lock / the insert and is then dropped).
+by a small in-memory memory of recent event ids, by the inbox's unique key, and in any case by the
+pipeline, which records `slack:<event_id>` in the database in the turn's transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -34,6 +36,8 @@ from bot.channels.slack.sender import Directory, ReplySender, SlackSender
 from bot.channels.slack.translate import (
     SHORTCUT_CALLBACK,
     Inbound,
+    inbound_from_json,
+    inbound_to_json,
     is_dm,
     modal_metadata,
     parse_block_action,
@@ -46,6 +50,7 @@ from bot.channels.slack.translate import (
 )
 from bot.core.models import Button, Person, Platform, PlatformUser, Reply
 from bot.settings import Settings
+from bot.store.inbox import Inbox, InboxItem
 
 log = logging.getLogger("bot.slack")
 
@@ -126,6 +131,18 @@ class SlackChannel:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.handled = 0
+        # Acknowledged work is durable: stored before the ack, handled from the inbox, replies
+        # through the outbox in the turn's transaction (bot/store/inbox.py).
+        cfg = settings.inbox
+        self.inbox = Inbox(app.sessions, lease_seconds=cfg.lease_seconds, max_attempts=cfg.max_attempts)
+        self.inbox_poll_seconds = cfg.poll_seconds
+        self.max_in_flight = max(1, cfg.concurrency)
+        self.drain_seconds = cfg.drain_seconds
+        self._processing: dict[int, asyncio.Task[Any]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._poll_wake = asyncio.Event()
+        self._stopping = False
+        app.pipeline.durable_replies.add(Platform.SLACK.value)
         secret = settings.slack.signing_secret.get_secret_value() if settings.slack.signing_secret else None
         self.bolt = AsyncApp(
             client=self.api.client,
@@ -158,10 +175,110 @@ class SlackChannel:
             await asyncio.wait(set(self._tasks), timeout=max(0.01, deadline - time.monotonic()))
 
     async def aclose(self) -> None:
-        await self.drain()
+        """Graceful stop (SIGTERM): take no more rows, let turns in flight finish for up to
+        `inbox.drain_seconds`, then hand what is left back to the inbox (due at once for another
+        replica or the next start). Nothing acknowledged is dropped."""
+        self._stopping = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(BaseException):
+                await self._poller
+        await self.drain(self.drain_seconds)
+        left = list(self._processing)
         for task in list(self._tasks):
             task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if left:
+            try:
+                await self.inbox.release(left)
+                log.warning("slack: %d acknowledged messages left in the inbox for the next start", len(left))
+            except Exception as exc:  # their leases run out instead
+                log.warning("slack: could not release %d inbox rows: %s", len(left), exc)
         await self.api.aclose()
+
+    # ----- the inbox ----------------------------------------------------------------------------
+
+    async def accept(self, inbound: Inbound, name: str) -> bool:
+        """Store a delivery in the inbox (committed) and start handling it. Called BEFORE the ack:
+        returns False when it could not be stored, and then the caller must not acknowledge it as
+        received. A redelivery (same event key) is stored once and handled once."""
+        if not self.first_delivery(inbound.event_id):
+            log.info("duplicate slack delivery dropped", extra={"event_id": inbound.event_id})
+            return True
+        # Start it now when there is room; otherwise it waits its turn in the inbox (the poller).
+        start = not self._stopping and len(self._processing) < self.max_in_flight
+        try:
+            row_id = await self.inbox.put(f"slack:{inbound.event_id}", Platform.SLACK.value,
+                                          inbound_to_json(inbound), claim=start)
+        except Exception as exc:
+            self._seen.pop(inbound.event_id, None)  # a redelivery gets another chance
+            log.error("slack delivery not stored, not acknowledged: %s", type(exc).__name__,
+                      extra={"event_id": inbound.event_id})
+            return False
+        if row_id is None:
+            log.info("duplicate slack delivery dropped", extra={"event_id": inbound.event_id})
+            return True
+        if not start:
+            self._poll_wake.set()
+            return True
+        self._start(InboxItem(row_id, f"slack:{inbound.event_id}", Platform.SLACK.value,
+                              inbound_to_json(inbound), 1), name)
+        return True
+
+    def _start(self, item: InboxItem, name: str) -> None:
+        task = asyncio.create_task(self._process(item), name=name)
+        self._tasks.add(task)
+        self._processing[item.id] = task
+        task.add_done_callback(self._done)
+        task.add_done_callback(lambda _: self._finished(item.id))
+
+    def _finished(self, row_id: int) -> None:
+        self._processing.pop(row_id, None)
+        self._poll_wake.set()
+
+    async def _process(self, item: InboxItem) -> None:
+        inbound = inbound_from_json(item.payload)
+        try:
+            await self.run_turn(inbound)
+        except Exception as exc:
+            log.exception("slack turn failed (attempt %d)", item.attempts, extra={"event_id": inbound.event_id})
+            if not await self.inbox.retry_later(item, f"{type(exc).__name__}: {exc}"):
+                await self.say_error(inbound)
+            return
+        await self.inbox.done(item.id)
+
+    def start_inbox(self) -> None:
+        """Handle rows left by a stopped process or another replica (`serve` starts this)."""
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll(), name="slack-inbox")
+
+    async def _poll(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.inbox.recover_orphans()
+        while not self._stopping:
+            try:
+                free = self.max_in_flight - len(self._processing)
+                items = await self.inbox.claim(free, (Platform.SLACK.value,)) if free > 0 else []
+            except Exception:
+                log.exception("slack inbox claim failed")
+                items = []
+            for item in items:
+                self._start(item, "slack-inbox")
+            if items and len(self._processing) < self.max_in_flight:
+                continue
+            self._poll_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_wake.wait(), timeout=self.inbox_poll_seconds)
+
+    def _busy_text(self) -> str:
+        return "Sorry, I couldn't take that in just now. Please try again in a moment."
+
+    def _busy_errors(self, body: dict[str, Any]) -> dict[str, str]:
+        blocks = ((body.get("view") or {}).get("state") or {}).get("values") or {}
+        first = next(iter(blocks), "")
+        return {first: self._busy_text()} if first else {}
 
     def first_delivery(self, event_id: str) -> bool:
         """Cheap in-process dedup of Slack retries; the database check in the pipeline is the real one."""
@@ -181,22 +298,24 @@ class SlackChannel:
             body = req.body
             if body.get("type") != "event_callback":
                 return await next()
-            self.on_event(body, req.context.bot_user_id, req.context.bot_id)
+            if not await self.on_event(body, req.context.bot_user_id, req.context.bot_id):
+                # Not stored: no 200, so Slack delivers it again (it retries a failed event 3 times).
+                return BoltResponse(status=503, body="")
             return BoltResponse(status=200, body="")
 
         bolt.use(events)
 
         @bolt.command(re.compile(r"^/helpdesk"))
         async def command(ack: AsyncAck, body: dict[str, Any]) -> None:
-            await ack()
-            inbound = parse_command(body)
-            if self.first_delivery(inbound.event_id):
-                self.spawn(self.run_turn(inbound), "slack-command")
+            if await self.accept(parse_command(body), "slack-command"):
+                await ack()
+            else:
+                await ack(text=self._busy_text())
 
         @bolt.action(re.compile(".*"))
         async def action(ack: AsyncAck, body: dict[str, Any]) -> None:
+            await self.on_action(body)
             await ack()
-            self.on_action(body)
 
         @bolt.view(re.compile(".*"))
         async def view(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -204,37 +323,38 @@ class SlackChannel:
             if errors:
                 await ack(response_action="errors", errors=errors)
                 return
-            await ack()
             inbound = parse_view_submission(body)
-            if inbound is not None and self.first_delivery(inbound.event_id):
-                self.spawn(self.run_turn(inbound), "slack-view")
+            if inbound is not None and not await self.accept(inbound, "slack-view"):
+                await ack(response_action="errors", errors=self._busy_errors(body))
+                return
+            await ack()
 
         @bolt.shortcut(re.compile(".*"))
         async def shortcut(ack: AsyncAck, body: dict[str, Any]) -> None:
-            await ack()
             if body.get("type") == "message_action" and body.get("callback_id") == SHORTCUT_CALLBACK:
                 inbound = parse_shortcut(body)
-                if inbound is not None and self.first_delivery(inbound.event_id):
-                    self.spawn(self.run_turn(inbound), "slack-shortcut")
+                if inbound is not None:
+                    await self.accept(inbound, "slack-shortcut")
+            await ack()
 
-    def on_event(self, body: dict[str, Any], bot_user_id: str | None, bot_id: str | None) -> None:
+    async def on_event(self, body: dict[str, Any], bot_user_id: str | None, bot_id: str | None) -> bool:
+        """False when the event could not be stored (so it must not be acknowledged)."""
         event = body.get("event") or {}
+        if not isinstance(event, dict):
+            return True
         if event.get("type") == "app_home_opened":
             if event.get("tab") == "home" and event.get("user"):
                 self.spawn(self.publish_home(str(event["user"])), "slack-home")
-            return
+            return True
         inbound = parse_event(body, bot_user_id=bot_user_id, bot_id=bot_id,
                               relay_channels=frozenset(self.relay_channels))
         if inbound is None:
-            return
-        if not self.first_delivery(inbound.event_id):
-            log.info("duplicate slack delivery dropped", extra={"event_id": inbound.event_id})
-            return
-        self.spawn(self.run_turn(inbound), "slack-event")
+            return True
+        return await self.accept(inbound, "slack-event")
 
-    def on_action(self, body: dict[str, Any]) -> None:
+    async def on_action(self, body: dict[str, Any]) -> None:
         actions = body.get("actions") or []
-        if not actions:
+        if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
             return
         first = actions[0]
         value = str(first.get("value") or (first.get("selected_option") or {}).get("value") or "")
@@ -251,28 +371,22 @@ class SlackChannel:
             self.spawn(self._gone(body), "slack-gone")
             return
         inbound = parse_block_action(body, resolved)
-        if inbound is not None and self.first_delivery(inbound.event_id):
-            self.spawn(self.run_turn(inbound), "slack-action")
+        if inbound is not None:
+            await self.accept(inbound, "slack-action")
 
     # ----- turns ----------------------------------------------------------------------------
 
     async def run_turn(self, inbound: Inbound) -> None:
+        """Run one turn. Raises when it could not be handled (the inbox tries again, and says
+        sorry with `say_error` after the last attempt)."""
         started = time.perf_counter()
         user = await self.identity.user(inbound.user_id)
         dm = await self.directory.dm_channel(inbound.user_id) if inbound.needs_dm else None
         incoming = to_incoming(inbound, user, dm_channel=dm)
-        try:
-            result = await self.app.pipeline.handle(incoming)
-        except Exception:
-            log.exception("slack turn failed", extra={"event_id": inbound.event_id})
-            text = self.app.renderer.text(Platform.SLACK, template="error", context={})
-            from bot.core.models import Outbound
-
-            await self.replies.send([Outbound(incoming.reply_to, Reply(text=text))], sender_user=inbound.user_id)
-            return
+        result = await self.app.pipeline.handle(incoming)
         if result.duplicate:
             return
-        sent = await self.replies.send(result.replies, sender_user=inbound.user_id)
+        sent = await self.replies.send(result.replies, sender_user=inbound.user_id) + result.queued
         self.handled += 1
         if sent and inbound.needs_dm and inbound.channel and not is_dm(inbound.channel) \
                 and inbound.kind in ("command", "shortcut"):
@@ -285,6 +399,18 @@ class SlackChannel:
                 log.info("pointer not posted: %s", exc)
         log.debug("slack turn done", extra={"event_id": inbound.event_id,
                                             "ms": round((time.perf_counter() - started) * 1000, 1)})
+
+    async def say_error(self, inbound: Inbound) -> None:
+        """The turn failed for good: say so where the person wrote (never silence)."""
+        from bot.core.models import Outbound
+
+        try:
+            dm = await self.directory.dm_channel(inbound.user_id) if inbound.needs_dm else None
+            incoming = to_incoming(inbound, PlatformUser(Platform.SLACK, inbound.user_id), dm_channel=dm)
+            text = self.app.renderer.text(Platform.SLACK, template="error", context={})
+            await self.replies.send([Outbound(incoming.reply_to, Reply(text=text))], sender_user=inbound.user_id)
+        except Exception as exc:
+            log.warning("could not tell the person their message failed: %s", exc)
 
     async def _gone(self, body: dict[str, Any]) -> None:
         user = str((body.get("user") or {}).get("id") or "")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
+import time
 from typing import Any
+from urllib.parse import parse_qs
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.channels.slack.channel import SlackChannel
@@ -34,6 +39,44 @@ def missing_settings(settings: Settings) -> list[str]:
     return missing
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+# What Bolt reads without checking, per payload type (a signed payload lacking them is a 400, not a
+# KeyError and a 500): field -> the JSON type it must have.
+_REQUIRED: dict[str, dict[str, type]] = {
+    "event_callback": {"event": dict},
+    "block_actions": {"user": dict, "actions": list},
+    "interactive_message": {"user": dict, "actions": list},
+    "view_submission": {"user": dict, "view": dict},
+    "view_closed": {"user": dict, "view": dict},
+    "message_action": {"user": dict},
+    "shortcut": {"user": dict},
+    "block_suggestion": {"user": dict},
+}
+
+
+def _shape_problem(payload: dict[str, Any]) -> tuple[int, str] | None:
+    kind = payload.get("type")
+    for name, expected in _REQUIRED.get(str(kind), {}).items():
+        value = payload.get(name)
+        if not isinstance(value, expected) or not value:
+            return 400, f"{kind} without a usable {name}"
+    if kind in ("block_actions", "interactive_message") and not isinstance(payload["actions"][0], dict):
+        return 400, f"{kind} without a usable action"
+    return None
+
+
+def signed(secret: str, timestamp: str, body: bytes, signature: str, *, now: float | None = None) -> bool:
+    """Slack's v0 request signature over the raw bytes (any bytes: slack_sdk's verifier decodes
+    the body first and raises on invalid UTF-8), within the 5-minute replay window."""
+    if not _digits(timestamp) or abs((time.time() if now is None else now) - int(timestamp)) > 60 * 5:
+        return False
+    expected = "v0=" + hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
+
+
 class SlackMount:
     """The Slack channel as `serve` sees it: routes, senders, start and stop."""
 
@@ -52,14 +95,65 @@ class SlackMount:
             return []
 
         async def events(request: Request) -> Response:
-            return await self._handler.handle(request)
+            body = await request.body()  # at most server.max_body_bytes (serve.BodyLimit)
+            problem = self._refuse(request, body)
+            if problem is not None:
+                status, reason = problem
+                log.warning("slack request refused (%d): %s", status, reason)
+                return PlainTextResponse(reason, status_code=status)
+            try:
+                response = await self._handler.handle(request)
+            except Exception as exc:  # a signed payload our code could not take: one line, no 500
+                log.warning("slack request not handled: %s", type(exc).__name__)
+                return PlainTextResponse("Unsupported request", status_code=400)
+            if response.status_code == 500:
+                # Bolt's answer when a payload of a shape we do not know broke its own parsing
+                # (our listeners never raise: a delivery not stored answers 503).
+                log.warning("slack request not handled (a payload Bolt could not read)")
+                return PlainTextResponse("Unsupported request", status_code=400)
+            return response
 
         return [Route("/slack/events", events, methods=["POST"])]
+
+    def _refuse(self, request: Request, body: bytes) -> tuple[int, str] | None:
+        """Check what Bolt would otherwise choke on (500 and a traceback): the signature first
+        (401, before the body is even decoded), then the shape (400)."""
+        timestamp = request.headers.get("x-slack-request-timestamp", "")
+        signature = request.headers.get("x-slack-signature", "")
+        if not _digits(timestamp.strip()):
+            return 401, "Missing or invalid X-Slack-Request-Timestamp"
+        secret = self.settings.slack.signing_secret
+        if secret is not None and not signed(secret.get_secret_value(), timestamp.strip(), body, signature):
+            return 401, "Invalid signature or stale request"
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return 400, "Body is not UTF-8"
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if content_type == "application/json":
+                data = json.loads(text) if text else None
+                if not isinstance(data, dict):
+                    return 400, "Body must be a JSON object"
+                return _shape_problem(data)
+            else:
+                form = parse_qs(text, keep_blank_values=True)
+                if "payload" in form:
+                    payload = json.loads(form["payload"][0])
+                    if not isinstance(payload, dict):
+                        return 400, "payload must be a JSON object"
+                    return _shape_problem(payload)
+                elif "command" not in form and "ssl_check" not in form:
+                    return 400, "Not a Slack request body"
+        except ValueError:
+            return 400, "Body is not valid JSON"
+        return None
 
     def senders(self) -> dict[str, Sender]:
         return {"slack": self.channel.sender}
 
     async def start(self) -> None:
+        self.channel.start_inbox()  # rows acknowledged before a restart, or left by another replica
         try:  # check the token once, and warm Bolt's cached auth.test
             auth = await self.channel.api.call("auth.test")
             log.info("slack connected", extra={"team": auth.get("team_id"), "bot_user": auth.get("user_id")})

@@ -1,5 +1,6 @@
-"""Sending to Slack: the outbox `SlackSender` (messages that must arrive) and `ReplySender` (the
-answer to the person who just wrote, sent right after the turn commits).
+"""Sending to Slack: the outbox `SlackSender` (messages that must arrive, including the answers to
+the person who just wrote) and `ReplySender` (answers sent right after the turn commits: turns that
+show a secret, which is never written to the outbox, and "something went wrong").
 
 Both share the process's `SlackApi` (one pacer, one 429 pause per channel).
 

@@ -23,10 +23,11 @@ Conventions (documented in docs/slack.md):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from bot.core.models import Action, Address, Incoming, Platform, PlatformUser
@@ -61,6 +62,28 @@ class Inbound:
     received_ts: str | None = None
 
 
+def inbound_to_json(inbound: Inbound) -> dict[str, Any]:
+    """What the inbox stores of a delivery (plain JSON; `inbound_from_json` reverses it)."""
+    data = asdict(inbound)
+    if inbound.action is not None:
+        data["action"] = {"value": inbound.action.value, "form_values": [list(p) for p in inbound.action.form_values],
+                          "message_ref": inbound.action.message_ref}
+    return data
+
+
+def inbound_from_json(data: Mapping[str, Any]) -> Inbound:
+    values = dict(data)
+    action = values.pop("action", None)
+    known = {f.name for f in fields(Inbound)}
+    inbound = Inbound(**{k: v for k, v in values.items() if k in known and k != "action"})
+    if isinstance(action, Mapping):
+        inbound = replace(inbound, action=Action(
+            value=str(action.get("value") or ""),
+            form_values=tuple((str(k), str(v)) for k, v in action.get("form_values") or ()),
+            message_ref=action.get("message_ref")))
+    return inbound
+
+
 def _team(body: Mapping[str, Any]) -> str:
     team = body.get("team")
     if isinstance(team, Mapping):
@@ -82,15 +105,30 @@ def strip_mention(text: str, user_id: str | None) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def event_key(body: Mapping[str, Any], event: Mapping[str, Any]) -> str:
+    """The dedup key of an event: Slack's `event_id`, else the message's `client_msg_id`, else one
+    that names the person and the place (`event_ts` alone is not unique across channels and
+    people), else a digest of the event itself: two people's messages never share a key, and a
+    redelivery of the same event keeps its own."""
+    found = body.get("event_id") or event.get("client_msg_id")
+    if found:
+        return str(found)
+    stamp = event.get("event_ts") or event.get("ts")
+    if stamp:
+        return f"ts:{event.get('channel') or ''}:{event.get('user') or ''}:{stamp}"
+    digest = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return f"sha:{digest}"
+
+
 def parse_event(body: Mapping[str, Any], *, bot_user_id: str | None = None, bot_id: str | None = None,
                 relay_channels: frozenset[str] = frozenset()) -> Inbound | None:
     event = body.get("event")
     if not isinstance(event, Mapping):
         return None
     team = str(body.get("team_id") or event.get("team") or "")
-    event_id = str(body.get("event_id") or event.get("client_msg_id") or event.get("event_ts") or "")
     kind = event.get("type")
     user = event.get("user")
+    event_id = event_key(body, event)
     if not user or event.get("bot_id") or event.get("bot_profile"):
         return None  # bots, including this one, never start a turn
     if bot_user_id and user == bot_user_id:

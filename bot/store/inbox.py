@@ -1,0 +1,169 @@
+"""The inbox: what a platform delivered is committed here BEFORE the platform is told "received".
+
+Slack does not retry an event it got a 200 for, so work acknowledged but only held in memory is
+lost when the process dies. A channel therefore `put`s the parsed delivery (one row, keyed by the
+platform's event key, so a redelivery is not stored twice) and commits, then acknowledges, then
+runs the turn. Any replica may `claim` due rows under a lease: `FOR UPDATE SKIP LOCKED` on
+PostgreSQL, and on both databases a guarded UPDATE (the row is still due) decides who won, so one
+row is never handled by two replicas at once. A crashed replica's rows are due again when their
+lease runs out, or at once when the claimant was a process of this host that no longer exists.
+
+Exactly once: the turn itself records `<platform>:<event id>` in the pipeline's transaction, with
+its state, audit events and replies (outbox rows), so a row handled again after a crash between
+that commit and `done` is recognised as a duplicate and only marked done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.store.repos import insert_ignore
+from bot.store.tables import InboxRow
+
+log = logging.getLogger("bot.inbox")
+
+Clock = Callable[[], datetime]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    id: int
+    key: str
+    platform: str
+    payload: Mapping[str, Any]
+    attempts: int
+
+
+class Inbox:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, clock: Clock = _now,
+                 lease_seconds: float = 60.0, max_attempts: int = 3, worker_id: str | None = None) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max(1, max_attempts)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+
+    async def put(self, key: str, platform: str, payload: Mapping[str, Any], *, claim: bool = True) -> int | None:
+        """Store a delivery and commit. Returns its row id, or None when the key is already stored
+        (a redelivery). With `claim`, the row is leased to this process at once, so the poller of
+        another replica does not race the task about to handle it."""
+        now = self.clock()
+        async with self.sessions() as session, session.begin():
+            inserted = await insert_ignore(session, InboxRow, {
+                "key": key[:512], "platform": platform, "payload": dict(payload), "status": "pending",
+                "attempts": 1 if claim else 0, "created_at": now,
+                "locked_by": self.worker_id if claim else None,
+                "locked_until": now + self.lease if claim else None,
+            }, ["key"])
+            if not inserted:
+                return None
+            row_id = (await session.execute(select(InboxRow.id).where(InboxRow.key == key[:512]))).scalar_one()
+        return int(row_id)
+
+    async def get(self, row_id: int) -> InboxItem | None:
+        async with self.sessions() as session:
+            row = await session.get(InboxRow, row_id)
+            if row is None:
+                return None
+            return InboxItem(row.id, row.key, row.platform, dict(row.payload), row.attempts)
+
+    def _due(self, now: datetime) -> Any:
+        return (InboxRow.status == "pending") & or_(InboxRow.locked_until.is_(None), InboxRow.locked_until <= now)
+
+    async def claim(self, limit: int = 20, platforms: tuple[str, ...] | None = None) -> list[InboxItem]:
+        """Lease up to `limit` due rows, oldest first."""
+        now = self.clock()
+        until = now + self.lease
+        async with self.sessions() as session, session.begin():
+            query = (select(InboxRow.id).where(self._due(now)).order_by(InboxRow.id).limit(limit)
+                     .with_for_update(skip_locked=True))
+            if platforms is not None:
+                query = query.where(InboxRow.platform.in_(platforms))
+            ids = list((await session.execute(query)).scalars().all())
+            if not ids:
+                return []
+            # Guarded: on SQLite (no row locks) another process may have claimed some meanwhile.
+            await session.execute(
+                update(InboxRow).where(InboxRow.id.in_(ids), self._due(now))
+                .values(locked_by=self.worker_id, locked_until=until, attempts=InboxRow.attempts + 1)
+                .execution_options(synchronize_session=False))
+            rows = (await session.execute(
+                select(InboxRow).where(InboxRow.id.in_(ids), InboxRow.locked_by == self.worker_id,
+                                       InboxRow.locked_until == until).order_by(InboxRow.id))).scalars().all()
+            return [InboxItem(r.id, r.key, r.platform, dict(r.payload), r.attempts) for r in rows]
+
+    async def done(self, row_id: int, status: str = "done", error: str | None = None) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(InboxRow).where(InboxRow.id == row_id)
+                .values(status=status, done_at=self.clock(), locked_by=None, locked_until=None,
+                        last_error=error[:500] if error else None))
+
+    async def retry_later(self, item: InboxItem, error: str) -> bool:
+        """A turn failed: due again after a back-off; False (and `failed`) after the last attempt."""
+        if item.attempts >= self.max_attempts:
+            await self.done(item.id, "failed", error)
+            return False
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(InboxRow).where(InboxRow.id == item.id)
+                .values(locked_by=None, locked_until=self.clock() + timedelta(seconds=2 ** item.attempts),
+                        last_error=error[:500]))
+        return True
+
+    async def release(self, row_ids: list[int]) -> None:
+        """Shutting down with these unfinished: due again now, for another replica or the next start."""
+        if not row_ids:
+            return
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(InboxRow).where(InboxRow.id.in_(row_ids), InboxRow.status == "pending",
+                                       InboxRow.locked_by == self.worker_id)
+                .values(locked_by=None, locked_until=None).execution_options(synchronize_session=False))
+
+    async def recover_orphans(self) -> int:
+        """Rows leased by a process of this host that no longer exists (killed): due again now."""
+        host = socket.gethostname()
+        async with self.sessions() as session, session.begin():
+            owners = (await session.execute(
+                select(InboxRow.locked_by).where(InboxRow.status == "pending", InboxRow.locked_by.like(f"{host}:%"))
+                .distinct())).scalars().all()
+            dead = [o for o in owners if o and o != self.worker_id and o.rsplit(":", 1)[-1].isdigit()
+                    and not _pid_alive(int(o.rsplit(":", 1)[-1]))]
+            if not dead:
+                return 0
+            result: Any = await session.execute(
+                update(InboxRow).where(InboxRow.status == "pending", InboxRow.locked_by.in_(dead))
+                .values(locked_by=None, locked_until=None).execution_options(synchronize_session=False))
+            count = int(result.rowcount or 0)
+        if count:
+            log.warning("inbox: %d deliveries of stopped processes are handled now", count)
+        return count
+
+    async def counts(self) -> dict[str, int]:
+        async with self.sessions() as session:
+            rows = (await session.execute(select(InboxRow.status, func.count()).group_by(InboxRow.status))).all()
+        return {str(status): int(count) for status, count in rows}
