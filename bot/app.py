@@ -131,7 +131,7 @@ def _build_directory(settings: Settings, clock: Callable[[], datetime] = system_
     return directory, build_resolver(settings, directory), runner
 
 
-def _wire_tickets(app: App) -> None:
+def _wire_tickets(app: App) -> Any:
     from bot.tickets.handler import TicketHandler
     from bot.tickets.service import TicketService
 
@@ -148,6 +148,7 @@ def _wire_tickets(app: App) -> None:
         from bot.itsm.wiring import wire
 
         wire(app, service)  # the help desk's own ticket system (docs/itsm.md)
+    return handler
 
 
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,
@@ -179,7 +180,8 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     t = settings.triage
     pipeline = Pipeline(sessions=sessions, resolver=resolver, engine=engine, triage=triage, renderer=renderer,
                         kb=kb, actions=actions, clock=clock,
-                        triage_thresholds=(t.start_threshold, t.min_confidence, t.ambiguity_margin))
+                        triage_thresholds=(t.start_threshold, t.min_confidence, t.ambiguity_margin),
+                        suggest_floor=t.suggest_floor)
     app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
@@ -189,7 +191,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app.on_close(actions.aclose)  # closes the directory too
     kb.start()
     app.on_close(kb.close)
-    _wire_tickets(app)
+    tickets = _wire_tickets(app)
     _wire_self_service(app, actions)
     from bot.graph.listening import DirectoryListener
 
@@ -198,6 +200,10 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
 
     install_outages(app)  # its turn handler runs before the flow engine
     _wire_retention(app)
+    from bot.tickets.handler import RelayHandler
+
+    # Last of the handlers: an outage status, a command or a confident new request goes first.
+    app.pipeline.add_handler(RelayHandler(tickets, app.pipeline))
     return app
 
 

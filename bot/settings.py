@@ -210,6 +210,9 @@ class TriageSettings(Section):
     min_confidence: float = Field(default=0.30, ge=0, le=1)
     # When the runner-up is within this margin of the best, offer "Did you mean".
     ambiguity_margin: float = Field(default=0.08, ge=0, le=1)
+    # Under min_confidence (or when "not IT" wins), IT labels at least this sure are still offered as
+    # "Did you mean" when the message names something IT ("I cant log in", "my computer is acting weird").
+    suggest_floor: float = Field(default=0.10, ge=0, le=1)
 
 
 class KbSettings(Section):

@@ -203,6 +203,7 @@ class Pipeline:
         handlers: Sequence[TurnHandler] = (),
         clock: Clock = system_clock,
         triage_thresholds: tuple[float, float, float] = (0.55, 0.30, 0.08),
+        suggest_floor: float = 0.10,
         on_commit: Callable[[], None] | None = None,
         listener: Listener | None = None,
     ) -> None:
@@ -217,6 +218,7 @@ class Pipeline:
         self.handlers = list(handlers)
         self.clock = clock
         self.start_threshold, self.min_confidence, self.margin = triage_thresholds
+        self.suggest_floor = suggest_floor
         self.on_commit = on_commit
         self.listener = listener
         # Told of every turn (platform, outcome, seconds): the composition root counts them for /metrics.
@@ -409,11 +411,18 @@ class Pipeline:
             rest = [a for a in ((guess.intent, guess.confidence), *guess.alternatives) if a[0] not in skip]
             guess = TriageGuess(rest[0][0], rest[0][1], tuple(rest[1:])) if rest else TriageGuess(guess.intent, 0.0)
         turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
+        await self._apply(turn, await self._triage_route(turn, text, guess))
+
+    async def _triage_route(self, turn: Turn, text: str, guess: TriageGuess) -> Transition:
+        """Start the flow (with what the message already says), ask "Did you mean" (also under the
+        floor when the message names something IT), or fall back."""
+        plausible_of = getattr(self.triage, "plausible", None)
+        plausible = plausible_of(text, guess, min_confidence=self.min_confidence, floor=self.suggest_floor) \
+            if plausible_of is not None else ()
         facts = await self._facts(turn, guess.intent, text, {})
-        await self._apply(turn, self.engine.route(
-            turn.state, text, guess, turn.now,
-            start_threshold=self.start_threshold, min_confidence=self.min_confidence, margin=self.margin,
-            facts=facts))
+        return self.engine.route(turn.state, text, guess, turn.now, start_threshold=self.start_threshold,
+                                 min_confidence=self.min_confidence, margin=self.margin, plausible=plausible,
+                                 facts=facts)
 
     async def _facts(self, turn: Turn, flow_id: str | None, text: str, filled: Mapping[str, Any]) -> Facts:
         """The directory facts the flow listens for in `text` (nothing when it listens for none)."""
@@ -458,11 +467,7 @@ class Pipeline:
                 if effect.text.strip():
                     guess = self.triage.classify(effect.text)
                     turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
-                    facts = await self._facts(turn, guess.intent, effect.text, {})
-                    follow = self.engine.route(turn.state, effect.text, guess, turn.now,
-                                               start_threshold=self.start_threshold,
-                                               min_confidence=self.min_confidence, margin=self.margin,
-                                               facts=facts)
+                    follow = await self._triage_route(turn, effect.text, guess)
                 else:
                     turn.say("help")
             if follow is not None:

@@ -385,14 +385,17 @@ class Engine:
 
     def route(self, state: ConversationState, text: str, guess: TriageGuess, now: datetime, *,
               start_threshold: float, min_confidence: float, margin: float,
-              facts: Facts | None = None) -> Transition:
-        """No flow is active: start the flow triage chose, ask "Did you mean", or fall back."""
+              plausible: Sequence[str] = (), facts: Facts | None = None) -> Transition:
+        """No flow is active: start the flow triage chose (with `facts` the directory found in the
+        message), ask "Did you mean", or fall back. `plausible`: IT labels to offer when the guess is
+        under the floor (Triage.plausible)."""
         alternatives = [a for a in guess.alternatives if a[0] != guess.intent and a[0] in self.flows]
         close = [a for a in alternatives if guess.confidence - a[1] <= margin and a[1] >= min_confidence]
-        if guess.intent in self.flows and guess.confidence >= start_threshold and not close:
+        offer = [p for p in plausible if p in self.flows][:3]
+        if not offer and guess.intent in self.flows and guess.confidence >= start_threshold and not close:
             return self.start(state, guess.intent, text, now, facts=facts)
-        if guess.intent in self.flows and guess.confidence >= min_confidence:
-            options = [guess.intent, *[a[0] for a in close or alternatives][:2]]
+        if offer or (guess.intent in self.flows and guess.confidence >= min_confidence):
+            options = offer or [guess.intent, *[a[0] for a in close or alternatives][:2]]
             buttons = tuple(Button(self.flows[o].title, V_START + o) for o in options)
             buttons += (Button("Something else", V_SOMETHING_ELSE),)
             new = replace(state, awaiting="did_you_mean", first_message=text, offered=tuple(b.value for b in buttons),
