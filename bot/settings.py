@@ -654,4 +654,24 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             problems.append(f"{where}: {dotted}: {err['msg']}{_shown_input(err, loc)}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
     settings.config_file = path
+    _register_secrets(settings)
     return settings
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Tell the log redactor the configured secrets, so none of them is logged in any form."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from bot.logs import register_secret
+
+    for section, key in _secret_paths():
+        value = getattr(getattr(settings, section), key, None)
+        if isinstance(value, SecretStr):
+            register_secret(value.get_secret_value())
+    url = settings.database.url
+    if "://" in url:
+        parts = urlsplit(url)
+        register_secret(parts.password)
+        for name, value in parse_qsl(parts.query):
+            if _URL_QUERY_SECRET.search(f"?{name}="):
+                register_secret(value)
