@@ -149,6 +149,10 @@ class Incoming:
     is_direct: bool = True
     # A command typed as `/helpdesk ...` (text after the command name), kept apart from chat text.
     command: str | None = None
+    # Where to reach the sender directly, when the channel knows it from a trusted source rather
+    # than from the payload (Slack: the person's user id, resolved with conversations.open). When
+    # unset, `reply_to` of a direct conversation is used.
+    direct_to: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,7 +251,7 @@ class Pipeline:
                 uow.emit("person_unknown", platform=incoming.platform.value, user=incoming.sender.user_id)
                 text = self.renderer.text(incoming.platform, template="unknown_person", context={})
                 return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))], events=uow.events)
-            direct = incoming.reply_to if incoming.is_direct else None
+            direct = incoming.direct_to or (incoming.reply_to if incoming.is_direct else None)
             await uow.remember_person(person, incoming.sender, direct)
             state = await uow.lock_conversation(incoming.conversation_key, incoming.platform.value)
             version = state.version

@@ -21,6 +21,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -259,6 +260,15 @@ class SlackChannel:
     async def run_turn(self, inbound: Inbound) -> None:
         started = time.perf_counter()
         user = await self.identity.user(inbound.user_id)
+        if is_dm(inbound.channel) and not inbound.needs_dm and (
+                inbound.kind != "dm" or self.directory.known_dm(inbound.user_id) is not None):
+            # A payload naming a DM that is not the sender's own (a forged or misrouted interaction)
+            # is answered in the sender's own DM, learnt from conversations.open.
+            own = await self.directory.dm_channel(inbound.user_id)
+            if own != inbound.channel:
+                log.warning("payload names a DM that is not the sender's; answering in their own DM",
+                            extra={"event_id": inbound.event_id, "kind": inbound.kind})
+                inbound = replace(inbound, needs_dm=True)
         dm = await self.directory.dm_channel(inbound.user_id) if inbound.needs_dm else None
         incoming = to_incoming(inbound, user, dm_channel=dm)
         try:

@@ -256,4 +256,7 @@ def to_incoming(inbound: Inbound, user: PlatformUser, *, dm_channel: str | None 
         action=inbound.action,
         is_direct=direct,
         command=inbound.command,
+        # A person's DM is learnt only from conversations.open for that person (at send time),
+        # never from the channel an incoming payload names.
+        direct_to=Address(Platform.SLACK, user.user_id),
     )
