@@ -51,13 +51,15 @@ class Person:
     department: str | None = None
     enabled: bool = True
 
+    # An account disabled in the directory has no role, whatever `roles` lists: every role check
+    # goes through these two properties.
     @property
     def is_technician(self) -> bool:
-        return Role.TECHNICIAN in self.roles or Role.ADMIN in self.roles
+        return self.enabled and (Role.TECHNICIAN in self.roles or Role.ADMIN in self.roles)
 
     @property
     def is_admin(self) -> bool:
-        return Role.ADMIN in self.roles
+        return self.enabled and Role.ADMIN in self.roles
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,3 +176,15 @@ async def test_approval_when_graph_fails_escalates(kind: str, session: AsyncSess
     assert "couldn't add you" in ctx.notices[-1].text
     assert ctx.of("action")[-1]["ok"] is False
     await backend.directory.aclose()
+
+
+async def test_disabled_account_has_no_role_even_when_listed(kind: str) -> None:
+    backend = make_backend(kind)
+    roles = RoleSettings(admins=["carol@example.com"], technicians=["carol@example.com"])
+    resolver = DirectoryPersonResolver(backend.directory, roles)
+    carol = await resolver.resolve(PlatformUser(Platform.SLACK, "U3", email="carol@example.com"))
+    assert carol is not None and not carol.enabled
+    assert not carol.is_admin and not carol.is_technician and carol.roles == frozenset()
+    # Whatever built the Person, a disabled one holds no role.
+    ghost = Person("x", "x@example.com", "X", roles=frozenset({Role.ADMIN, Role.TECHNICIAN}), enabled=False)
+    assert not ghost.is_admin and not ghost.is_technician
