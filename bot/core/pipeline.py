@@ -50,7 +50,7 @@ from bot.engine.engine import (
     TriageGuess,
     UserTurn,
 )
-from bot.render.renderer import Renderer
+from bot.render.renderer import ESCAPERS, Renderer
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
 
 log = logging.getLogger("bot.pipeline")
@@ -160,6 +160,9 @@ class UowActionContext:
     async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
         address = await self.uow.direct_address(email) or person_address(self.platform, email)
         key = f"notify:{self.key_prefix}:{email}:{len(self.uow.enqueued)}"
+        # Notices are plain sentences that quote what people typed (names, a reason): escaped once,
+        # for the platform they land on, so nothing typed can format, link or ping.
+        text = ESCAPERS[address.platform](text)
         self.uow.enqueue(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
 
 
