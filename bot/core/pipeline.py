@@ -31,6 +31,7 @@ from bot.core.ports import (
     PersonResolver,
     SharedState,
 )
+from bot.core.text import bounded_incoming, neutralise
 from bot.engine.engine import (
     V_HUMAN,
     ActionAnswer,
@@ -162,7 +163,7 @@ class UowActionContext:
         key = f"notify:{self.key_prefix}:{email}:{len(self.uow.enqueued)}"
         # Notices are plain sentences that quote what people typed (names, a reason): escaped once,
         # for the platform they land on, so nothing typed can format, link or ping.
-        text = ESCAPERS[address.platform](text)
+        text = ESCAPERS[address.platform](neutralise(text))
         self.uow.enqueue(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
 
 
@@ -206,6 +207,7 @@ class Pipeline:
 
     async def handle(self, incoming: Incoming) -> TurnResult:
         started = time.perf_counter()
+        incoming = bounded_incoming(incoming)
         lock = self._locks.get(incoming.conversation_key)
         if lock is None:
             lock = asyncio.Lock()
