@@ -344,3 +344,15 @@ async def test_secret_goes_only_to_the_owners_own_dm(harness: Harness) -> None:
                       sender_user="U0USER0002")
     assert harness.posts(ALICE_DM) == []
     assert [p["text"] for p in harness.posts("D0USER0002")] == ["pw `Zq9&x`"]
+
+
+async def test_users_info_429_says_one_moment_and_answers_after_retry_after(harness: Harness) -> None:
+    harness.mount.channel.identity.budget = 0.2  # shorter than Retry-After: the in-place retry gives up
+    harness.standin.rate_limit("users.info", retry_after=1, times=1)
+    await harness.event(message_im("hello"))
+    await harness.settle()
+    texts = [p.get("text") or "" for p in harness.posts(ALICE_DM)]
+    assert not any("couldn't find your account" in t for t in texts), texts
+    assert any("try again in a moment" in t for t in texts), texts
+    assert len(harness.standin.calls_to("users.info")) == 1  # after the 429, answered once Retry-After passed
+    assert len(texts) >= 2  # the real answer followed
