@@ -51,6 +51,8 @@ class DatabaseSettings(Section):
     url: str = ""
     echo: bool = False
     pool_size: int = Field(default=10, ge=1)
+    # `serve` waits for an unreachable database this many times (1, 2, 4... s, at most 30 s apart).
+    connect_retries: int = Field(default=5, ge=0)
 
 
 class LogSettings(Section):
