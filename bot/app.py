@@ -148,6 +148,10 @@ def _wire_tickets(app: App) -> None:
 
     app.services.setdefault("home_sections", []).append(home_section(service))  # Slack Home: open tickets
     app.add_tick(service.tick)  # SLA reminders and breaches, claim release, auto-close
+    if app.settings.itsm.enabled:
+        from bot.itsm.wiring import wire
+
+        wire(app, service)  # the help desk's own ticket system (docs/itsm.md)
 
 
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,

@@ -29,6 +29,7 @@ app.add_typer(config_app, name="config")
 def _mount_subcommands() -> None:
     from bot.channels.teams.cli import app as teams_app
     from bot.engine.cli import eval_app, flows_app, triage
+    from bot.itsm.cli import itsm_app
     from bot.kb.cli import app as kb_app
     from bot.outages.cli import outage_app
     from bot.tickets.cli import report, tickets_app
@@ -42,6 +43,7 @@ def _mount_subcommands() -> None:
     app.command("report", help="Help desk figures (docs/metrics.md).")(report)
     app.add_typer(outage_app, name="outage", help="Outage notices: post, update, resolve, recall, list, status.")
     app.add_typer(teams_app, name="teams", help="Microsoft Teams app package.")
+    app.add_typer(itsm_app, name="itsm", help="The help desk's own ticket system: check the connection.")
 
 
 _mount_subcommands()
@@ -237,8 +239,15 @@ def worker() -> None:
     async def _work() -> None:
         engine = create_engine(settings.database_url)
         senders = build_senders(settings)
+        if settings.itsm.enabled:  # calls to the help desk's ticket system (docs/itsm.md)
+            from bot.core.pipeline import system_clock
+            from bot.itsm.sync import PLATFORM, ItsmSync
+            from bot.itsm.wiring import build_system
+
+            senders[PLATFORM] = ItsmSync(settings, build_system(settings.itsm), session_factory(engine),
+                                         clock=system_clock)
         if not senders:
-            fail("helpdesk worker: no channel is enabled (slack.enabled / teams.enabled)")
+            fail("helpdesk worker: no channel is enabled (slack.enabled / teams.enabled / itsm.system)")
         cfg = settings.outbox
         w = OutboxWorker(session_factory(engine), senders, max_attempts=cfg.max_attempts,
                          lease_seconds=cfg.lease_seconds, poll_seconds=cfg.poll_seconds,

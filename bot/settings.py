@@ -298,6 +298,52 @@ class TicketSettings(Section):
         return self.sla.get(priority) or self.sla.get("P4") or _default_sla()["P4"]
 
 
+class ItsmSettings(Section):
+    """The help desk's own ticket system (docs/itsm.md). `none` keeps the bot's queue only."""
+
+    system: Literal["none", "jira", "servicenow", "webhook"] = "none"
+    # Jira: https://<site>.atlassian.net; ServiceNow: https://<instance>.service-now.com;
+    # webhook: the URL that receives signed ticket events.
+    base_url: str = ""
+    # Jira: the integration account's email (API token in HELPDESK_ITSM__TOKEN);
+    # ServiceNow: the integration user's user_name (password in HELPDESK_ITSM__TOKEN).
+    user: str = ""
+    token: SecretStr | None = None
+    # Authenticates inbound webhooks (Jira: the admin webhook's secret; ServiceNow: the business
+    # rule's HMAC key) and signs the generic outbound webhook.
+    webhook_secret: SecretStr | None = None
+    # Jira Service Management: the service desk (id) and the project key it belongs to.
+    service_desk_id: str = ""
+    project_key: str = ""
+    # category -> Jira request type id / ServiceNow assignment group (sys_id or name); `default` for the rest.
+    request_types: dict[str, str] = Field(default_factory=dict)
+    assignment_groups: dict[str, str] = Field(default_factory=dict)
+    # ServiceNow category per bot category (defaults to the bot's category name).
+    categories: dict[str, str] = Field(default_factory=dict)
+    # priority (P1..P4) -> {"urgency": "1", "impact": "1"} for ServiceNow, {"priority": "High"} for Jira.
+    priority_map: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Extra fields set on every new record (Jira: field id -> value; ServiceNow: column -> value).
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    # The person is found by email in the ITSM; never created unless this is true.
+    create_people: bool = False
+    # Jira transitions (by name) used to resolve and reopen a request.
+    resolve_transition: str = "Resolve this issue"
+    reopen_transition: str = "Reopen"
+    # ServiceNow close code written when a ticket is resolved from chat.
+    close_code: str = "Solution provided"
+    # "bot": the bot's SLA clock runs as usual; "itsm": reminders and breaches are left to the ITSM.
+    sla: Literal["bot", "itsm"] = "bot"
+    # Changed records are polled this often (catches a lost webhook); 0 turns polling off.
+    poll_seconds: int = Field(default=120, ge=0)
+    # A webhook older than this (by its own timestamp) is refused as a replay.
+    webhook_max_age_seconds: int = Field(default=300, ge=30)
+    timeout_seconds: float = Field(default=15.0, gt=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.system != "none"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HELPDESK_",
@@ -322,6 +368,7 @@ class Settings(BaseSettings):
     outages: OutageSettings = Field(default_factory=OutageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
+    itsm: ItsmSettings = Field(default_factory=ItsmSettings)
 
     # Not a setting: which file the values came from, for messages.
     config_file: Path | None = Field(default=None, exclude=True)

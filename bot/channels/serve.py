@@ -70,8 +70,15 @@ def _teams(app: Any, settings: Settings) -> ChannelMount | None:
     return _TeamsMount(app) if settings.teams.enabled else None
 
 
-# Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages).
-MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams]
+def _itsm(app: Any, settings: Settings) -> ChannelMount | None:
+    from bot.itsm.wiring import mount
+
+    return mount(app, settings)
+
+
+# Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages,
+# the ticket system's webhook: POST /itsm/webhook).
+MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _itsm]
 
 
 def settings_problems(settings: Settings) -> list[str]:
@@ -83,6 +90,9 @@ def settings_problems(settings: Settings) -> list[str]:
         if missing:
             problems.append(f"slack is enabled in {settings.slack.mode} mode but {', '.join(missing)} "
                             "is not set (see docs/slack.md)")
+    from bot.itsm.wiring import settings_problems as itsm_problems
+
+    problems += [f"{p} (see docs/itsm.md)" for p in itsm_problems(settings)]
     return problems
 
 

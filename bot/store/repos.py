@@ -151,6 +151,19 @@ class UnitOfWork:
         self.enqueued.append(row)
         return row
 
+    def enqueue_call(self, platform: str, target: Mapping[str, Any], payload: Mapping[str, Any], *,
+                     idempotency_key: str, lane: str, group_key: str | None = None) -> OutboxRow:
+        """An outbound call that is not a chat message (a ticket-system update, bot/itsm), delivered
+        by the outbox sender registered for `platform`, exactly like a message."""
+        row = OutboxRow(
+            idempotency_key=idempotency_key[:512], platform=platform, address=dict(target),
+            payload={"kind": "call", **payload}, lane=lane[:256], group_key=group_key, status="pending",
+            attempts=0, next_attempt_at=self.now, created_at=self.now,
+        )
+        self.session.add(row)
+        self.enqueued.append(row)
+        return row
+
     # -- conversations --
 
     async def lock_conversation(self, key: str, platform: str) -> ConversationState:

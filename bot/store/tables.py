@@ -366,3 +366,40 @@ class SharedStateRow(Base):
     key: Mapped[str] = mapped_column(String(300), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     expires: Mapped[float] = mapped_column(Float, index=True)
+
+
+class ItsmLinkRow(Base):
+    """A ticket that also lives in the help desk's ticket system (bot/itsm): its record there."""
+
+    __tablename__ = "itsm_links"
+
+    ticket_ref: Mapped[str] = mapped_column(String(32), primary_key=True)
+    system: Mapped[str] = mapped_column(String(16))
+    # Jira: the issue id; ServiceNow: the incident sys_id.
+    remote_id: Mapped[str] = mapped_column(String(64), index=True)
+    # Jira: the issue key (ITHELP-12); ServiceNow: the incident number (INC0010012).
+    remote_key: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(512), default="")
+    # The remote record's status as last seen ("open" | "resolved"), so a poll sees changes.
+    remote_status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ItsmSeenRow(Base):
+    """Remote things already handled (a comment id, a webhook delivery id, a status change), and
+    comments the bot wrote itself, so a webhook's echo, a replay or a poll never acts twice."""
+
+    __tablename__ = "itsm_seen"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ItsmCursorRow(Base):
+    """Up to when changed remote records have been polled, per system."""
+
+    __tablename__ = "itsm_cursors"
+
+    system: Mapped[str] = mapped_column(String(16), primary_key=True)
+    polled_to: Mapped[datetime] = mapped_column(DateTime(timezone=True))

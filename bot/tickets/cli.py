@@ -53,6 +53,15 @@ def _run(as_email: str, operation: Callable[[Any, Any, Person], Awaitable[T]], *
         directory = build_directory(settings)
         service = TicketService(settings, Renderer(), build_resolver(settings, directory),
                                 sessions=session_factory(engine))
+        mirror = None
+        if settings.itsm.enabled:  # changes made here reach the ticket system too (through the outbox)
+            from bot.core.pipeline import system_clock
+            from bot.itsm.sync import ItsmSync
+            from bot.itsm.wiring import build_system
+
+            mirror = ItsmSync(settings, build_system(settings.itsm), session_factory(engine), clock=system_clock)
+            mirror.tickets = service
+            service.mirror = mirror
         try:
             actor = await service.person(as_email)
             if actor is None:
@@ -84,6 +93,8 @@ def _run(as_email: str, operation: Callable[[Any, Any, Person], Awaitable[T]], *
             closer = getattr(directory, "aclose", None)
             if closer is not None:
                 await closer()
+            if mirror is not None:
+                await mirror.system.aclose()
             await engine.dispose()
 
     try:

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -161,6 +161,21 @@ class Outcome:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+# ----- the help desk's own ticket system -----------------------------------------------------------
+
+
+class TicketMirror(Protocol):
+    """Keeps each ticket in step with the help desk's ticket system (bot/itsm). Called inside the
+    ticket change's unit of work, so what it queues commits (or not) with the change."""
+
+    def created(self, uow: UnitOfWork, row: TicketRow) -> None: ...
+
+    def comment(self, uow: UnitOfWork, row: TicketRow, note_id: int, author: str, text: str, *,
+                public: bool) -> None: ...
+
+    def status(self, uow: UnitOfWork, row: TicketRow, status: str, note: str) -> None: ...
+
+
 # ----- the service ------------------------------------------------------------------------------
 
 
@@ -179,6 +194,8 @@ class TicketService:
         self._names: dict[str, str] = {}
         # Events of periodic jobs, collected when a caller (simulate) asks for them.
         self.event_sink: list[dict[str, Any]] | None = None
+        # The help desk's ticket system, when a connector is configured (bot/itsm, wired in bot/app.py).
+        self.mirror: TicketMirror | None = None
 
     # -- people and roles --
 
@@ -418,6 +435,8 @@ class TicketService:
         await uow.session.flush()
         uow.emit("ticket_created", subject=ref, id=ref, category=category, priority=priority)
         await self.post_to_queue(uow, row)
+        if self.mirror is not None:
+            self.mirror.created(uow, row)
         if opened_by is not None and opened_by.email.lower() != requester.email.lower():
             await self.to_person(uow, requester.email, channel, "ticket_requester_notice",
                                  {"kind": "opened_for_you", "ticket_id": ref, "summary": row.summary,
@@ -447,6 +466,8 @@ class TicketService:
             row.status = CLAIMED if row.assignee_email else NEW
         self._touch(uow, row)
         uow.emit("ticket_updated", subject=row.ref, id=row.ref, by="requester")
+        if self.mirror is not None:
+            self.mirror.comment(uow, row, note.id, row.requester_name, summary, public=True)
         await self.to_thread(uow, row, "ticket_relay_to_queue",
                              {"kind": "update", "name": row.requester_name, "text": summary}, f"update:{note.id}")
         return row, note
@@ -538,6 +559,8 @@ class TicketService:
         if note.strip():
             self._add_note(uow, row, actor.email, "to_requester", note.strip(), {"resolution": True})
         uow.emit("ticket_resolved", subject=row.ref, id=row.ref, by=actor.email.lower())
+        if self.mirror is not None:
+            self.mirror.status(uow, row, "resolved", note.strip())
         await self.update_cards(uow, row)
         await self.to_person(
             uow, row.requester_email, row.channel, "ticket_resolved_requester",
@@ -565,6 +588,8 @@ class TicketService:
             self._add_note(uow, row, actor.email, "from_requester" if is_requester else "note", reason.strip())
         uow.emit("ticket_reopened", subject=row.ref, id=row.ref, by=actor.email.lower(),
                  requester=is_requester)
+        if self.mirror is not None:
+            self.mirror.status(uow, row, "open", reason.strip())
         await self.update_cards(uow, row)
         await self.to_thread(uow, row, "ticket_notice",
                              {"kind": "reopened", "by": actor.display_name, "reason": reason.strip(),
@@ -588,6 +613,8 @@ class TicketService:
         self._touch(uow, row)
         await uow.session.flush()
         uow.emit("ticket_note", subject=row.ref, id=row.ref, by=actor.email.lower(), length=len(text.strip()))
+        if self.mirror is not None:
+            self.mirror.comment(uow, row, note.id, actor.display_name, text.strip(), public=False)
         others = [e for e in ([row.assignee_email] if row.assignee_email else []) if e != actor.email.lower()]
         await self.to_thread(uow, row, "ticket_notice",
                              {"kind": "note", "by": actor.display_name, "text": text.strip()},
@@ -617,6 +644,8 @@ class TicketService:
         self._touch(uow, row)
         uow.emit("ticket_relayed", subject=row.ref, id=row.ref, direction="to_requester", by=actor.email.lower(),
                  length=len(text.strip()))
+        if self.mirror is not None:
+            self.mirror.comment(uow, row, note.id, actor.display_name, text.strip(), public=True)
         await self.to_person(uow, row.requester_email, row.channel, "ticket_relay_to_requester",
                              {"ticket_id": row.ref, "tech": actor.display_name, "text": text.strip()},
                              f"ticket:{row.ref}:relay:{note.id}",
@@ -642,6 +671,8 @@ class TicketService:
         self._touch(uow, row)
         uow.emit("ticket_relayed", subject=row.ref, id=row.ref, direction="to_technicians",
                  length=len(text.strip()))
+        if self.mirror is not None:
+            self.mirror.comment(uow, row, note.id, row.requester_name, text.strip(), public=True)
         await self.to_thread(uow, row, "ticket_relay_to_queue",
                              {"kind": "reply", "name": row.requester_name, "text": text.strip()},
                              f"reply:{note.id}", buttons=(Button(f"Reply to {row.requester_name}",
@@ -689,6 +720,87 @@ class TicketService:
         uow.emit("satisfaction", subject=row.ref, id=row.ref, rating=rating, category=row.category,
                  assignee=row.assignee_email)
         return Outcome(view_of(row), "rated", {"rating": rating})
+
+    # -- changes made in the help desk's ticket system (bot/itsm): applied here, never mirrored back --
+
+    async def relay_from_system(self, uow: UnitOfWork, ref: str, author: str, text: str, system: str) -> Outcome:
+        """A public comment an agent wrote in the ticket system: the requester gets it like a
+        technician's reply (with a Reply button), and the chat queue thread sees it too."""
+        row = await self.get(uow, ref, lock=True)
+        if row.status == CLOSED:
+            raise InvalidState(row.ref, "it is closed")
+        note = self._add_note(uow, row, f"{system}:{author}", "to_requester", text.strip(), {"via": system})
+        await uow.session.flush()
+        self._first_response(uow, row)
+        row.tech_message_at = row.worked_at = uow.now
+        changed = row.status in (NEW, CLAIMED, REOPENED)
+        if changed:
+            row.status = WAITING
+            self._pause(uow, row)
+        self._touch(uow, row)
+        uow.emit("ticket_relayed", subject=row.ref, id=row.ref, direction="to_requester", by=f"{system}:{author}",
+                 length=len(text.strip()), via=system)
+        await self.to_person(uow, row.requester_email, row.channel, "ticket_relay_to_requester",
+                             {"ticket_id": row.ref, "tech": author, "text": text.strip()},
+                             f"ticket:{row.ref}:relay:{note.id}",
+                             buttons=(Button(f"Reply to {row.ref}", B_REPLY + row.ref),))
+        await self.to_thread(uow, row, "ticket_notice",
+                             {"kind": "itsm_reply", "by": author, "system": system, "text": text.strip()},
+                             f"itsm-reply:{note.id}")
+        if changed:
+            await self.update_cards(uow, row)
+        return Outcome(view_of(row), "relayed", {"to_name": row.requester_name})
+
+    async def note_from_system(self, uow: UnitOfWork, ref: str, author: str, text: str, system: str) -> Outcome:
+        """An internal comment in the ticket system: an internal note here, never to the requester."""
+        row = await self.get(uow, ref, lock=True)
+        note = self._add_note(uow, row, f"{system}:{author}", "note", text.strip(), {"via": system})
+        self._touch(uow, row)
+        await uow.session.flush()
+        uow.emit("ticket_note", subject=row.ref, id=row.ref, by=f"{system}:{author}", length=len(text.strip()),
+                 via=system)
+        await self.to_thread(uow, row, "ticket_notice",
+                             {"kind": "note", "by": f"{author} ({system})", "text": text.strip()},
+                             f"note:{note.id}", console_to=[row.assignee_email] if row.assignee_email else [])
+        return Outcome(view_of(row), "noted")
+
+    async def resolve_from_system(self, uow: UnitOfWork, ref: str, author: str, note: str, system: str) -> Outcome:
+        row = await self.get(uow, ref, lock=True)
+        if row.status not in OPEN_STATUSES:
+            return Outcome(view_of(row), "unchanged")
+        self._first_response(uow, row)
+        row.resolution_minutes = round(self.elapsed(row, uow.now))
+        row.status, row.resolved_at, row.worked_at, row.fixed = RESOLVED, uow.now, uow.now, None
+        self._pause(uow, row)
+        self._touch(uow, row)
+        if note.strip():
+            self._add_note(uow, row, f"{system}:{author}", "to_requester", note.strip(), {"resolution": True})
+        uow.emit("ticket_resolved", subject=row.ref, id=row.ref, by=f"{system}:{author or 'agent'}", via=system)
+        await self.update_cards(uow, row)
+        await self.to_person(
+            uow, row.requester_email, row.channel, "ticket_resolved_requester",
+            {"ticket_id": row.ref, "tech": author or "The help desk", "note": note.strip(), "summary": row.summary},
+            f"ticket:{row.ref}:resolved:v{row.version}",
+            buttons=(Button("Yes, it's fixed", f"{B_FIXED}{row.ref}:yes", "primary"),
+                     Button("No, still broken", f"{B_FIXED}{row.ref}:no")))
+        return Outcome(view_of(row), "resolved")
+
+    async def reopen_from_system(self, uow: UnitOfWork, ref: str, author: str, system: str) -> Outcome:
+        row = await self.get(uow, ref, lock=True)
+        if row.status not in (RESOLVED, CLOSED):
+            return Outcome(view_of(row), "unchanged")
+        self._resume(uow, row)
+        row.status, row.resolved_at, row.closed_at, row.resolution_minutes = REOPENED, None, None, None
+        row.reopen_count = (row.reopen_count or 0) + 1
+        row.claimed_at, row.worked_at = uow.now, None
+        self._touch(uow, row)
+        uow.emit("ticket_reopened", subject=row.ref, id=row.ref, by=f"{system}:{author or 'agent'}",
+                 requester=False, via=system)
+        await self.update_cards(uow, row)
+        await self.to_person(uow, row.requester_email, row.channel, "ticket_requester_notice",
+                             {"kind": "reopened", "ticket_id": row.ref, "tech": author or "The help desk"},
+                             f"ticket:{row.ref}:reopened:v{row.version}")
+        return Outcome(view_of(row), "reopened")
 
     # -- reading --
 
@@ -746,6 +858,8 @@ class TicketService:
     async def _sla(self, uow: UnitOfWork, row: TicketRow) -> None:
         if row.paused_since is not None:
             return
+        if self.mirror is not None and self.settings.itsm.sla == "itsm":
+            return  # the ticket system's own SLA clock governs (itsm.sla)
         target = self.cfg.target(row.priority)
         elapsed = self.elapsed(row, uow.now)
         checks = []

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from bot.store.db import create_engine, session_factory
 from bot.store.migrate import upgrade
-from bot.store.tables import EventRow, TicketRow
+from bot.store.tables import EventRow, OutboxRow, TicketRow
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,10 +49,14 @@ async def _claim_events(url: str) -> tuple[int, str | None, int]:
         await engine.dispose()
 
 
-async def test_fifty_concurrent_cli_claims_one_winner() -> None:
+@pytest.mark.parametrize("itsm", [False, True], ids=["own-queue", "with-servicenow-connector"])
+async def test_fifty_concurrent_cli_claims_one_winner(itsm: bool) -> None:
     async with scratch_database() as url:
         await upgrade(url)
         env = _env(url)
+        if itsm:  # the claim race holds with a ticket-system connector on (docs/itsm.md)
+            env.update({"HELPDESK_ITSM__SYSTEM": "servicenow", "HELPDESK_ITSM__BASE_URL": "https://snow.invalid",
+                        "HELPDESK_ITSM__USER": "svc.helpdesk", "HELPDESK_ITSM__TOKEN": "unused"})
         opened = subprocess.run(_helpdesk("tickets", "open", "--as", "tom.tech@example.com", "--for",
                                           "alice@example.com", "--category", "printer", "--summary", "Jammed"),
                                 env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -101,6 +105,15 @@ async def test_fifty_concurrent_cli_claims_one_winner() -> None:
         assert all(f"<{holder}>" in out for _, out, _ in others)
         refused_expected = sum(1 for n, r in enumerate(results) if r[0] == 3 and TECHS[n % len(TECHS)] != holder)
         assert refused == refused_expected
+        if itsm:  # the escalation was queued for ServiceNow exactly once; claims are not mirrored
+            engine = create_engine(url)
+            try:
+                async with session_factory(engine)() as session:
+                    calls = list((await session.execute(select(OutboxRow.idempotency_key)
+                                                        .where(OutboxRow.platform == "itsm"))).scalars())
+            finally:
+                await engine.dispose()
+            assert calls == [f"itsm:servicenow:{ref}:create"]
 
 
 async def test_fifty_concurrent_claims_distinct_technicians_in_process_pool() -> None:
