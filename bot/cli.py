@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -27,14 +28,15 @@ app.add_typer(config_app, name="config")
 
 def _mount_subcommands() -> None:
     from bot.channels.teams.cli import app as teams_app
-    from bot.engine.cli import eval_app, flows_app, triage_app
+    from bot.engine.cli import eval_app, flows_app, triage
     from bot.itsm.cli import itsm_app
     from bot.kb.cli import app as kb_app
     from bot.outages.cli import outage_app
     from bot.tickets.cli import report, tickets_app
 
     app.add_typer(flows_app, name="flows", help="Conversation flows: validate them.")
-    app.add_typer(triage_app, name="triage", help="Which flow a message goes to.")
+    # A plain command, not a group: options may follow TEXT (`helpdesk triage TEXT --json`).
+    app.command("triage", help="Which flow a message goes to.")(triage)
     app.add_typer(eval_app, name="eval", help="Evaluate triage on labelled messages.")
     app.add_typer(kb_app, name="kb", help="Knowledge base: search, lint, gaps, stats.")
     app.add_typer(tickets_app, name="tickets", help="Technician queue: open, list, show, claim, assign, resolve.")
@@ -63,13 +65,22 @@ def settings_or_exit(log: bool = True, overrides: dict[str, Any] | None = None) 
     return settings
 
 
-def run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def run(coro_factory: Callable[[], Coroutine[Any, Any, T]], database_url: str | None = None) -> T:
     from bot.app import StartupError
+    from bot.store.db import database_unavailable
 
     try:
         return asyncio.run(coro_factory())
     except StartupError as exc:
         fail(f"helpdesk: {exc}")
+        raise
+    except Exception as exc:
+        why = database_unavailable(exc) if database_url is not None else None
+        if why is None:
+            raise
+        from bot.settings import mask_url
+
+        fail(f"helpdesk: cannot use the database at {mask_url(database_url or '')}: {why}")
         raise
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -83,10 +94,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
 
     settings = settings_or_exit()
     url = settings.database_url
-    try:
-        run(lambda: upgrade(url, revision))
-    except (OSError, ConnectionError) as exc:
-        fail(f"helpdesk: cannot reach the database at {mask_url(url)}: {exc}")
+    run(lambda: upgrade(url, revision), database_url=url)
     typer.echo(f"database at {mask_url(url)} is at {revision}")
 
 
@@ -130,7 +138,7 @@ def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to 
         finally:
             await bot_app.aclose()
 
-    run(_chat)
+    run(_chat, database_url=settings.database_url)
 
 
 @app.command()
@@ -198,7 +206,37 @@ def serve(host: Annotated[str | None, typer.Option("--host", help="Listen addres
     from bot.channels.serve import serve as run_server
 
     settings = settings_or_exit()
-    run(lambda: run_server(settings, host, port))
+    run(lambda: _serve_when_database_ready(settings, lambda: run_server(settings, host, port)),
+        database_url=settings.database_url)
+
+
+async def _serve_when_database_ready(settings: Settings, start: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """`serve` waits for a database that is still starting (a compose stack, a failover) with
+    backoff, one line per try, then starts; it gives up after `database.connect_retries`."""
+    from sqlalchemy import text
+
+    from bot.settings import mask_url
+    from bot.store.db import create_engine, database_unavailable
+
+    log = logging.getLogger("bot.serve")
+    retries = settings.database.connect_retries
+    for attempt in range(retries + 1):
+        engine = create_engine(settings.database_url)
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            break
+        except Exception as exc:
+            why = database_unavailable(exc)
+            if why is None or attempt >= retries:
+                raise
+            wait = min(30.0, 2.0 ** attempt)
+            log.warning("database at %s not reachable (%s); trying again in %.0fs (%d of %d)",
+                        mask_url(settings.database_url), why, wait, attempt + 1, retries)
+            await asyncio.sleep(wait)
+        finally:
+            await engine.dispose()
+    await start()
 
 
 @app.command()
@@ -306,7 +344,7 @@ def worker() -> None:
         finally:
             await engine.dispose()
 
-    run(_work)
+    run(_work, database_url=settings.database_url)
 
 
 def main() -> None:

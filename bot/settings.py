@@ -7,7 +7,12 @@ the project root (the folder holding `config/`), so the bot behaves the same fro
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import types
+import typing
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +51,8 @@ class DatabaseSettings(Section):
     url: str = ""
     echo: bool = False
     pool_size: int = Field(default=10, ge=1)
+    # `serve` waits for an unreachable database this many times (1, 2, 4... s, at most 30 s apart).
+    connect_retries: int = Field(default=5, ge=0)
 
 
 class LogSettings(Section):
@@ -500,7 +507,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first (wins), then what the caller passed (the YAML file's contents).
-        return (env_settings, init_settings)
+        return (_HelpdeskEnv(settings_cls), init_settings)
 
     # ----- derived values -------------------------------------------------------------------
 
@@ -550,14 +557,169 @@ def _is_secret(annotation: Any) -> bool:
     return SecretStr in getattr(annotation, "__args__", ())
 
 
+_URL_QUERY_SECRET = re.compile(r"(?i)([?&;](?:password|passwd|pwd|sslpassword|secret|token)=)[^&;#]*")
+
+
 def mask_url(url: str) -> str:
-    """Hide a password embedded in a database URL."""
-    if "://" not in url or "@" not in url:
+    """Hide a password embedded in a database URL, in the user info or in the query string."""
+    if "://" not in url:
         return url
     scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    path, sep, query = rest.partition("?")
+    if "@" in path:
+        creds, host = path.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        path = f"{user}:***@{host}" if ":" in creds else f"{user}@{host}"
+    if sep:
+        query = _URL_QUERY_SECRET.sub(lambda m: m.group(1) + "***", "?" + query)[1:]
+    return f"{scheme}://{path}{sep}{query}"
+
+
+# ----- the environment ------------------------------------------------------------------------
+
+ENV_PREFIX = "HELPDESK_"
+# HELPDESK_* variables that are not settings (the file to read, test-only switches).
+NOT_SETTINGS = {"CONFIG", "EVALDATA"}
+NOT_SETTINGS_PREFIXES = ("TEST_",)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X; anything else unchanged."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _env_names(model: type[BaseModel], prefix: str) -> list[str]:
+    names: list[str] = []
+    for key, info in model.model_fields.items():
+        if key == "config_file":
+            continue
+        name = f"{prefix}{key.upper()}"
+        names.append(name)
+        annotation = _unwrap(info.annotation)
+        if _is_model(annotation):
+            names.extend(_env_names(annotation, name + "__"))
+    return names
+
+
+def _env_value(name: str, raw: str, annotation: Any) -> Any:
+    """One variable's text as the value its field expects: lists comma-separated or JSON, dicts
+    and sections JSON, everything else as text (the model converts and checks it)."""
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (list, tuple, set, frozenset):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(
+                    f"{name}: expected a list, comma-separated (a,b) or JSON ([\"a\", \"b\"]); "
+                    f"the JSON is malformed at character {exc.pos + 1}: {exc.msg}"
+                ) from None
+            if not isinstance(value, list):
+                raise SettingsError(f"{name}: expected a list, comma-separated (a,b) or JSON")
+            return value
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if origin is dict or _is_model(origin):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(
+                f"{name}: expected a JSON object such as {{\"key\": \"value\"}}; "
+                f"the JSON is malformed at character {exc.pos + 1}: {exc.msg}"
+            ) from None
+        if not isinstance(value, dict):
+            raise SettingsError(f"{name}: expected a JSON object such as {{\"key\": \"value\"}}")
+        return value
+    return raw
+
+
+def _place(name: str, parts: list[str], raw: str, model: type[BaseModel], into: dict[str, Any]) -> bool:
+    """Put one variable's value at its place in `into`; False when no setting has that name."""
+    key = parts[0].lower()
+    info = model.model_fields.get(key)
+    if info is None or key == "config_file":
+        return False
+    annotation = _unwrap(info.annotation)
+    rest = parts[1:]
+    if not rest:
+        into[key] = _env_value(name, raw, annotation)
+        return True
+    if _is_model(annotation):
+        target = into.setdefault(key, {})
+        return isinstance(target, dict) and _place(name, rest, raw, annotation, target)
+    if (typing.get_origin(annotation) or annotation) is dict:
+        args = typing.get_args(annotation)
+        value_type = _unwrap(args[1]) if len(args) == 2 else Any
+        target = into.setdefault(key, {})
+        if not isinstance(target, dict):
+            return False
+        dict_key = rest[0]  # dict keys keep their case (P1, slack)
+        if len(rest) == 1:
+            target[dict_key] = _env_value(name, raw, value_type)
+            return True
+        if isinstance(value_type, type) and issubclass(value_type, BaseModel):
+            return _place(name, rest[1:], raw, value_type, target.setdefault(dict_key, {}))
+        return False
+    return False
+
+
+def read_environment(environ: typing.Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings from `HELPDESK_<SECTION>__<KEY>` variables. An unknown variable is refused like an
+    unknown key in the file (with a did-you-mean); a value is never repeated in a message."""
+    environ = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, raw in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        tail = name[len(ENV_PREFIX):]
+        if tail.upper() in NOT_SETTINGS or tail.upper().startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        parts = tail.split("__")
+        try:
+            placed = all(parts) and _place(name, parts, raw, Settings, found)
+        except SettingsError as exc:
+            problems.append(str(exc))
+            continue
+        if not placed:
+            known = _env_names(Settings, ENV_PREFIX)
+            close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{name}: unknown setting{hint}; see config/helpdesk.yaml for the keys")
+    if problems:
+        raise SettingsError("invalid settings in the environment:\n  " + "\n  ".join(problems))
+    return found
+
+
+def _env_name_for(loc: list[str]) -> str | None:
+    """The HELPDESK_* variable that set the value at `loc`, if one did."""
+    wanted = [part.lower() for part in loc]
+    for name in os.environ:
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        if parts == wanted[: len(parts)]:
+            return name
+    return None
+
+
+class _HelpdeskEnv(PydanticBaseSettingsSource):
+    """The environment as a settings source (see `read_environment`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_environment()
 
 
 def _secret_paths() -> set[tuple[str, str]]:
@@ -569,6 +731,23 @@ def _secret_paths() -> set[tuple[str, str]]:
                 if _is_secret(info.annotation):
                     found.add((section_name, key))
     return found
+
+
+_SECRET_WORDS = re.compile(r"(?i)secret|token|password|passwd|passphrase|credential|key|auth|cert")
+
+
+def _shown_input(err: Any, loc: list[str]) -> str:
+    """What was given, for a plain value under a known, non-secret key; never for an unknown key
+    (a misspelt secret's value must not be printed back) or anything secret-looking."""
+    value = err.get("input")
+    if err.get("type") == "extra_forbidden" or not isinstance(value, str | int | float | bool):
+        return ""
+    if len(loc) >= 2 and (loc[0], loc[1]) in _secret_paths():
+        return ""
+    if any(_SECRET_WORDS.search(part) for part in loc):
+        return ""
+    shown = repr(value)
+    return f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
 
 
 def _line_of(text: str, section: str, key: str | None) -> int | None:
@@ -665,8 +844,32 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             loc = [str(p) for p in err["loc"]]
             dotted = ".".join(loc)
             line = _line_of(text, loc[0], loc[1] if len(loc) > 1 else None) if loc else None
-            where = f"{path}:{line}" if line else f"{path} (or HELPDESK_{'__'.join(loc).upper()})"
-            problems.append(f"{where}: {dotted}: {err['msg']} (got {err.get('input')!r})")
+            env_name = _env_name_for(loc)
+            if env_name:
+                where = f"{env_name} (environment)"
+            else:
+                where = f"{path}:{line}" if line else f"{path} (or HELPDESK_{'__'.join(loc).upper()})"
+            problems.append(f"{where}: {dotted}: {err['msg']}{_shown_input(err, loc)}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
     settings.config_file = path
+    _register_secrets(settings)
     return settings
+
+
+def _register_secrets(settings: Settings) -> None:
+    """Tell the log redactor the configured secrets, so none of them is logged in any form."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from bot.logs import register_secret
+
+    for section, key in _secret_paths():
+        value = getattr(getattr(settings, section), key, None)
+        if isinstance(value, SecretStr):
+            register_secret(value.get_secret_value())
+    url = settings.database.url
+    if "://" in url:
+        parts = urlsplit(url)
+        register_secret(parts.password)
+        for name, value in parse_qsl(parts.query):
+            if _URL_QUERY_SECRET.search(f"?{name}="):
+                register_secret(value)

@@ -51,13 +51,15 @@ class Person:
     department: str | None = None
     enabled: bool = True
 
+    # An account disabled in the directory has no role, whatever `roles` lists: every role check
+    # goes through these two properties.
     @property
     def is_technician(self) -> bool:
-        return Role.TECHNICIAN in self.roles or Role.ADMIN in self.roles
+        return self.enabled and (Role.TECHNICIAN in self.roles or Role.ADMIN in self.roles)
 
     @property
     def is_admin(self) -> bool:
-        return Role.ADMIN in self.roles
+        return self.enabled and Role.ADMIN in self.roles
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,10 @@ class Incoming:
     is_direct: bool = True
     # A command typed as `/helpdesk ...` (text after the command name), kept apart from chat text.
     command: str | None = None
+    # Where to reach the sender directly, when the channel knows it from a trusted source rather
+    # than from the payload (Slack: the person's user id, resolved with conversations.open). When
+    # unset, `reply_to` of a direct conversation is used.
+    direct_to: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)

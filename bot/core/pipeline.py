@@ -32,6 +32,7 @@ from bot.core.ports import (
     PersonResolver,
     SharedState,
 )
+from bot.core.text import bounded_incoming, neutralise
 from bot.engine.engine import (
     V_HUMAN,
     ActionAnswer,
@@ -53,7 +54,7 @@ from bot.engine.engine import (
     global_command,
 )
 from bot.engine.listen import Facts, listens_for
-from bot.render.renderer import Renderer
+from bot.render.renderer import ESCAPERS, Renderer
 from bot.store.db import utcnow
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
 
@@ -181,6 +182,9 @@ class UowActionContext:
     def notify_at(self, address: Address, text: str, buttons: Sequence[Button] = (), *, who: str = "") -> None:
         """A message in a given conversation (where someone asked), through the outbox."""
         key = f"notify:{self.key_prefix}:{who or address.conversation_id}:{len(self.uow.enqueued)}"
+        # Notices are plain sentences that quote what people typed (names, a reason): escaped once,
+        # for the platform they land on, so nothing typed can format, link or ping.
+        text = ESCAPERS[address.platform](neutralise(text))
         self.uow.enqueue(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
 
 
@@ -232,6 +236,7 @@ class Pipeline:
 
     async def handle(self, incoming: Incoming) -> TurnResult:
         started = time.perf_counter()
+        incoming = bounded_incoming(incoming)
         lock = self._locks.get(incoming.conversation_key)
         if lock is None:
             lock = asyncio.Lock()
@@ -292,7 +297,7 @@ class Pipeline:
                 produced = [Outbound(incoming.reply_to, Reply(text=text))]
                 replies = self._durable(uow, incoming, produced)
             else:
-                direct = incoming.reply_to if incoming.is_direct else None
+                direct = incoming.direct_to or (incoming.reply_to if incoming.is_direct else None)
                 await uow.remember_person(person, incoming.sender, direct)
                 state = await uow.lock_conversation(incoming.conversation_key, incoming.platform.value)
                 version = state.version

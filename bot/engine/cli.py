@@ -33,7 +33,6 @@ ACTIONS: frozenset[str] = frozenset({
 })
 
 flows_app = typer.Typer(help="Conversation flows.", no_args_is_help=True)
-triage_app = typer.Typer(help="Sort messages into flows, as the bot would.", invoke_without_command=True)
 eval_app = typer.Typer(help="Measure the bot against labelled data.", no_args_is_help=True)
 
 DirOption = Annotated[Path | None, typer.Option("--dir", help="Flows folder (default: flows.dir from settings)",
@@ -127,7 +126,6 @@ def guess_record(triage: Triage, text: str) -> dict[str, Any]:
     }
 
 
-@triage_app.callback()
 def triage(
     text: Annotated[str | None, typer.Argument(help="The message to sort")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,

@@ -41,6 +41,9 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# How much of a requester's typed reason an approver is shown (the notice stays readable).
+REASON_LIMIT = 500
+
 DESCRIPTIONS: dict[str, str] = {
     "reset_password": "reset your password",
     "account_status": "check your account",
@@ -887,9 +890,13 @@ class SelfServiceRunner:
             conversation_key=run.request.conversation_key,
             **{"for": person.email, "by": person.email},
         )
+        reason = " ".join(run.arg("reason").split())
+        if len(reason) > REASON_LIMIT:
+            reason = reason[: REASON_LIMIT - 1].rstrip() + "…"
         text = (
             f"{person.display_name} ({person.email}) asks to join {group.display_name}. "
-            f"You're listed as an approver. This request expires in {hours} hours."
+            + (f'Their reason: "{reason}". ' if reason else "They gave no reason. ")
+            + f"You're listed as an approver. This request expires in {hours} hours."
         )
         buttons = (
             Button("Approve", f"approval:approve:{request_id}", "primary"),

@@ -170,7 +170,7 @@ class ApprovalDesk:
                 ok=False, code="already_decided", message="That request has already been decided."
             )
         listed = approver.email.casefold() in {a.casefold() for a in request.approvers}
-        if not (listed or approver.is_admin):
+        if not ((listed and approver.enabled) or approver.is_admin):
             return ActionOutcome(
                 ok=False, code="forbidden", message="You're not an approver for this request."
             )

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from bot.logs import register_secret
+
 DeviceCommand = Literal["sync", "restart"]
 Audience = Literal["none", "contactsOnly", "all"]
 StorageState = Literal["normal", "nearing", "critical", "exceeded", "unknown"]
@@ -79,6 +81,9 @@ class TemporaryAccessPass:
     usable_once: bool
     starts: datetime | None = None
     request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        register_secret(self.value)  # never logged, in any form, from here on
 
 
 @dataclass(frozen=True, slots=True)

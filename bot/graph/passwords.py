@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 
+from bot.logs import register_secret
+
 UPPER = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 LOWER = "abcdefghijkmnopqrstuvwxyz"
 DIGITS = "23456789"
@@ -22,4 +24,6 @@ def generate_password(length: int = 16) -> str:
     for i in range(len(chars) - 1, 0, -1):
         j = secrets.randbelow(i + 1)
         chars[i], chars[j] = chars[j], chars[i]
-    return "".join(chars)
+    password = "".join(chars)
+    register_secret(password)  # never logged, in any form, from here on
+    return password

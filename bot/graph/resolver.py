@@ -82,6 +82,10 @@ class DirectoryPersonResolver:
         return await self.person_for(found)
 
     async def person_for(self, user: DirectoryUser) -> Person:
+        if not user.enabled:
+            # A disabled account has no role, even when roles.admins/technicians still list it.
+            return Person(directory_id=user.id, email=user.email, display_name=user.display_name,
+                          roles=frozenset(), department=user.department, enabled=False)
         roles = {Role.EMPLOYEE}
         emails = {user.email.casefold(), user.user_principal_name.casefold()} - {""}
         if emails & self._technicians:

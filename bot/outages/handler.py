@@ -159,7 +159,7 @@ class OutageHandler:
 
     async def _react(self, turn: Turn, incident: int, *, affected: bool) -> None:
         self._clear(turn)
-        address = turn.incoming.reply_to if turn.incoming.is_direct else None
+        address = turn.incoming.direct_to or (turn.incoming.reply_to if turn.incoming.is_direct else None)
         row = await self.service.react(turn.uow, incident, email=turn.person.email, platform=turn.platform.value,
                                        address=address, affected=affected)
         resolved = row.status not in ("active", "scheduled")

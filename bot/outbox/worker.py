@@ -53,6 +53,18 @@ OUTBOX_REF = "outbox:"
 REF_WAIT_SECONDS = 1.0
 
 
+
+def _round_failed(exc: Exception) -> None:
+    """A database that cannot be reached is one line per poll (the worker keeps polling); anything
+    else keeps its traceback."""
+    from bot.store.db import database_unavailable
+
+    why = database_unavailable(exc)
+    if why is not None:
+        log.warning("outbox worker: database unavailable (%s); trying again", why)
+    else:
+        log.exception("outbox worker round failed")
+
 class RetryLater(Exception):
     """A temporary failure (429, 5xx, network). `retry_after` in seconds when the platform said.
 
@@ -610,8 +622,8 @@ class OutboxWorker:
                 if free > 0:
                     try:
                         claimed = await self.claim(min(free, self.batch))
-                    except Exception:
-                        log.exception("outbox worker round failed")
+                    except Exception as exc:
+                        _round_failed(exc)
                 for delivery in claimed:
                     self._inflight_lanes.add(delivery.lane)
                     task = asyncio.create_task(self._run_one(delivery))

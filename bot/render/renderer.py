@@ -20,6 +20,7 @@ from jinja2.runtime import Context
 from markupsafe import Markup
 
 from bot.core.models import Platform
+from bot.core.text import neutralise
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -50,7 +51,8 @@ def _finalizer(escape: Callable[[str], str]) -> Callable[[Any], Any]:
             return ""
         if isinstance(value, Markup):
             return str(value)
-        return escape(str(value))
+        # Escaped once, for where it lands; invisible and bidi controls typed by a person shown.
+        return escape(neutralise(str(value)))
 
     return finalize
 
@@ -63,7 +65,7 @@ def _platform(ctx: Context) -> Platform:
 @pass_context
 def _bold(ctx: Context, value: Any) -> Markup:
     platform = _platform(ctx)
-    text = ESCAPERS[platform](str(value))
+    text = ESCAPERS[platform](neutralise(str(value)))
     if platform is Platform.SLACK:
         return Markup(f"*{text}*")  # noqa: S704 - escaped just above
     if platform is Platform.TEAMS:

@@ -48,3 +48,39 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+# Errors that mean "the database cannot be used right now" (unreachable, refused, missing, bad
+# credentials), as opposed to a bug: found anywhere in an exception's chain.
+_UNAVAILABLE_NAMES = {
+    "OperationalError", "InterfaceError", "InvalidCatalogNameError", "InvalidPasswordError",
+    "InvalidAuthorizationSpecificationError", "CannotConnectNowError", "ConnectionDoesNotExistError",
+    "TooManyConnectionsError", "ConnectionFailureError",
+}
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """One line saying why the database cannot be used, or None when `exc` is something else.
+    The line never carries a password (it is redacted like a log line)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    found: BaseException | None = None
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError | ConnectionError | TimeoutError) or \
+                type(current).__name__ in _UNAVAILABLE_NAMES:
+            found = current  # keep walking: the innermost cause says the most
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    if found is None:
+        return None
+    if isinstance(found, OSError) and found.strerror:
+        detail = found.strerror
+    else:
+        detail = str(found).strip().splitlines()[0] if str(found).strip() else type(found).__name__
+        detail = detail.split("\n")[0]
+        if detail.startswith("("):  # SQLAlchemy's "(module.Error) message" prefix
+            detail = detail.split(") ", 1)[-1]
+        detail = detail.split(" [SQL:")[0]
+    from bot.logs import redact
+
+    return redact(detail)[:300]

@@ -412,3 +412,23 @@ async def test_outage_notice_posted_updated_resolved_and_recalled(harness: Harne
     await harness.settle()
     deleted = {(c.params["channel"], c.params["ts"]) for c in standin.calls_to("chat.delete")}
     assert copies <= deleted
+
+
+# ----- rendering: Slack's entities unescaped once at the adapter, escaped once in the card --------
+
+
+async def test_queue_card_shows_slack_text_escaped_once_and_bidi_controls_visible(harness: Harness) -> None:
+    # As Slack sends "R&D <3 my invoice\u202egnp.exe" typed in a DM: & < > as entities.
+    card = await escalate(harness, "R&amp;D &lt;3 my invoice\u202egnp.exe\u200b will not open")
+    shown = visible(card)
+    assert "R&amp;D &lt;3 my invoice" in shown
+    assert "&amp;amp;" not in shown and "&amp;lt;" not in shown
+    assert "\u202e" not in shown and "\\u202e" not in shown.lower() and "[U+202E]gnp.exe[U+200B]" in shown
+
+
+def test_slack_entities_are_unescaped_once_at_the_adapter() -> None:
+    from bot.channels.slack.translate import parse_event
+    from tests.channels.slack_harness import message_im
+
+    inbound = parse_event(message_im("R&amp;D &lt;3 &amp;lt;b&amp;gt;"))
+    assert inbound is not None and inbound.text == "R&D <3 &lt;b&gt;"

@@ -307,3 +307,58 @@ async def test_interrupted_outbox_delivery_is_found_instead_of_posted_twice(harn
     found = await harness.mount.channel.sender.find_delivered(delivery)
     assert found == row.message_ref
     assert harness.standin.calls_to("conversations.history")[-1].params["include_all_metadata"] in (True, "1", "true")
+
+
+# ----- identity: a forged interaction cannot redirect a secret (issue 20) -------------------------
+
+
+async def test_forged_block_action_in_another_persons_dm_never_posts_there(harness: Harness) -> None:
+    from sqlalchemy import select
+
+    from bot.store.tables import PersonIdentityRow
+
+    bob, bob_dm = "U0USER0002", "D0USER0002"
+    await harness.event(message_im("I forgot my password"))
+    await harness.settle()
+    situation = harness.last_post(ALICE_DM)
+    await harness.interactive(block_actions(harness.buttons(situation)["I forgot it"],
+                                            message_ts=harness.standin.messages[ALICE_DM][-1]["ts"]))
+    await harness.settle()
+    confirm = harness.last_post(ALICE_DM)
+    before = len(harness.posts(ALICE_DM))
+    # Valid signature, Bob's user id, a message in Alice's DM.
+    forged = block_actions(harness.buttons(confirm)["Reset my password"], user=bob, channel=ALICE_DM,
+                           message_ts=harness.standin.messages[ALICE_DM][-1]["ts"])
+    assert (await harness.interactive(forged)).status_code == 200
+    await harness.settle()
+    assert harness.posts(ALICE_DM)[before:] == []
+    assert not any(c.params.get("channel") == ALICE_DM for c in harness.standin.calls_to("chat.postEphemeral"))
+    async with harness.app.sessions() as session:
+        rows = (await session.execute(select(PersonIdentityRow).where(
+            PersonIdentityRow.platform == "slack", PersonIdentityRow.platform_user_id == bob))).scalars().all()
+    assert rows and all((r.direct_address or {}).get("conversation_id") != ALICE_DM for r in rows)
+    assert all(ALICE_DM not in json.dumps(p) for p in harness.posts(bob_dm))
+
+
+async def test_secret_goes_only_to_the_owners_own_dm(harness: Harness) -> None:
+    """Even when the reply's address names another DM, the secret goes to conversations.open's DM."""
+    from bot.core.models import Address, Outbound, Platform, Reply
+
+    sender = harness.mount.channel.replies
+    await sender.send([Outbound(Address(Platform.SLACK, ALICE_DM), Reply(text="pw `Zq9&x`", secret=True,
+                                                                          private=True))],
+                      sender_user="U0USER0002")
+    assert harness.posts(ALICE_DM) == []
+    assert [p["text"] for p in harness.posts("D0USER0002")] == ["pw `Zq9&x`"]
+
+
+async def test_users_info_429_says_one_moment_and_answers_after_retry_after(harness: Harness) -> None:
+    harness.mount.channel.identity.budget = 0.2  # shorter than Retry-After: the in-place retry gives up
+    harness.standin.rate_limit("users.info", retry_after=1, times=1)
+    await harness.event(message_im("hello"))
+    await harness.settle()
+    texts = [p.get("text") or "" for p in harness.posts(ALICE_DM)]
+    assert not any("couldn't find your account" in t for t in texts), texts
+    assert any("try again in a moment" in t for t in texts), texts
+    assert len(harness.standin.calls_to("users.info")) == 1  # after the 429, answered once Retry-After passed
+    assert len(texts) >= 2  # the real answer followed

@@ -176,3 +176,42 @@ async def test_approval_when_graph_fails_escalates(kind: str, session: AsyncSess
     assert "couldn't add you" in ctx.notices[-1].text
     assert ctx.of("action")[-1]["ok"] is False
     await backend.directory.aclose()
+
+
+async def test_disabled_account_has_no_role_even_when_listed(kind: str) -> None:
+    backend = make_backend(kind)
+    roles = RoleSettings(admins=["carol@example.com"], technicians=["carol@example.com"])
+    resolver = DirectoryPersonResolver(backend.directory, roles)
+    carol = await resolver.resolve(PlatformUser(Platform.SLACK, "U3", email="carol@example.com"))
+    assert carol is not None and not carol.enabled
+    assert not carol.is_admin and not carol.is_technician and carol.roles == frozenset()
+    # Whatever built the Person, a disabled one holds no role.
+    ghost = Person("x", "x@example.com", "X", roles=frozenset({Role.ADMIN, Role.TECHNICIAN}), enabled=False)
+    assert not ghost.is_admin and not ghost.is_technician
+
+
+async def test_approver_sees_the_reason_the_requester_typed(kind: str, session: AsyncSession) -> None:
+    backend = make_backend(kind)
+    runner = SelfServiceRunner(backend.settings, backend.directory)
+    ctx = RecordingContext(session=session)
+    alice = Person(ALICE_ID, "alice@example.com", "Alice Employee")
+    reason = "Q3   campaign\nfiles for <!channel> & *launch*"
+    outcome = await runner.run(
+        ActionRequest("request_group_access", alice, {"group": "marketing-share", "reason": reason}, "k"), ctx
+    )
+    assert outcome.code == "pending_approval"
+    [notice] = [n for n in ctx.notices if n.email == "bob@example.com"]
+    assert 'Their reason: "Q3 campaign files for <!channel> & *launch*".' in notice.text
+    await backend.directory.aclose()
+
+
+async def test_notices_are_escaped_for_the_platform_they_land_on(session: AsyncSession) -> None:
+    from bot.core.pipeline import UowActionContext
+    from bot.store.repos import UnitOfWork
+
+    uow = UnitOfWork(session)
+    await UowActionContext(uow, Platform.SLACK, "ev").notify(
+        "bob@example.com", 'Alice asks. Their reason: "R&D <!channel> <https://evil|click>".')
+    [row] = uow.enqueued
+    text = row.payload["reply"]["text"]
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text and "R&amp;D" in text

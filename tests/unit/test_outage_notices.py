@@ -401,3 +401,22 @@ async def test_outage_form_has_a_category_and_asks_groups_only_for_groups(rig: R
     values = await chat._fill_form(form)
     assert values["audience"] == "everyone" and "groups" not in values
     assert not any("Groups" in p for p in asked)
+
+
+async def test_disabled_account_listed_as_admin_cannot_post(tmp_path: Path) -> None:
+    """carol@example.com is disabled in the directory but still listed in roles.admins (issue 20)."""
+    from bot.app import build_app
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'disabled.db'}"
+    await upgrade(url)
+    settings = settings_with_flows(tmp_path, OUTAGE_FLOW, GREETING_FLOW, outages={"dm_platform": "console"},
+                                   roles={"admins": ["ada.admin@example.com", "carol@example.com"],
+                                          "technicians": ["carol@example.com"]})
+    app = await build_app(settings, clock=FakeClock(), database_url=url)
+    try:
+        result = await app.pipeline.handle(text_incoming("carol@example.com", POST, event_id="d1"))
+        assert "Only help desk admins" in texts(result)
+        async with app.sessions() as session:
+            assert not list((await session.execute(select(OutboxRow))).scalars())
+    finally:
+        await app.aclose()

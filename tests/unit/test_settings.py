@@ -104,3 +104,93 @@ def test_config_check_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch) 
     result = CliRunner().invoke(app, ["config", "check"])
     assert result.exit_code == 2
     assert "log.level" in result.output
+
+
+# ----- issue 20/17: secrets never echoed, the environment checked like the file -------------------
+
+@pytest.mark.parametrize("yaml_text", [
+    "slack:\n  bot_tokn: xoxb-LEAKED-123456\n",
+    "slack:\n  Bot_Token: xoxb-LEAKED-123456\n",
+    "graph:\n  clientsecret: xoxb-LEAKED-123456\n",
+])
+def test_misspelt_secret_key_in_file_is_named_not_echoed(tmp_path: Path, yaml_text: str) -> None:
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    key = yaml_text.split("\n")[1].split(":")[0].strip()
+    assert key in message and "Extra inputs are not permitted" in message
+    assert "LEAKED" not in message and "input_value" not in message
+
+
+@pytest.mark.parametrize("name", [
+    "HELPDESK_SLACK__BOT_TOKN", "HELPDESK_GRAPH__CLIENTSECRET", "HELPDESK_SLAK__BOT_TOKEN"])
+def test_misspelt_secret_in_env_is_named_not_echoed(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "xoxb-LEAKED-123456")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert name in message and "LEAKED" not in message
+
+
+def test_wrongly_cased_env_secret_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPDESK_SLACK__Bot_Token", "xoxb-fine-123456")
+    settings = load_settings()
+    assert settings.slack.bot_token is not None
+    assert settings.slack.bot_token.get_secret_value() == "xoxb-fine-123456"
+
+
+def test_unknown_env_variable_is_refused_with_did_you_mean(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPDESK_DATABSE__URL", "postgresql+asyncpg://bot:hunter2@db/helpdesk")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "HELPDESK_DATABSE__URL: unknown setting (did you mean HELPDESK_DATABASE__URL?)" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("value", ["a@x.com,b@x.com", " a@x.com , b@x.com ", '["a@x.com", "b@x.com"]'])
+def test_list_values_from_env(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("HELPDESK_ROLES__TECHNICIANS", value)
+    assert load_settings().roles.technicians == ["a@x.com", "b@x.com"]
+
+
+def test_malformed_json_list_from_env_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPDESK_ROLES__ADMINS", '["a@x.com",')
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "HELPDESK_ROLES__ADMINS: expected a list" in message
+    assert "Traceback" not in message and len(message.splitlines()) == 2
+
+
+def test_malformed_json_in_dict_env_var_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPDESK_OUTBOX__LANE_RATE_PER_SECOND", "{slack: 2")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "HELPDESK_OUTBOX__LANE_RATE_PER_SECOND: expected a JSON object" in message
+    assert len(message.splitlines()) == 2
+
+
+def test_dict_env_var_as_json_and_by_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPDESK_OUTBOX__LANE_RATE_PER_SECOND", '{"slack": 2.5}')
+    monkeypatch.setenv("HELPDESK_OUTBOX__GLOBAL_RATE_PER_SECOND__teams", "7")
+    settings = load_settings()
+    assert settings.outbox.lane_rate_per_second["slack"] == 2.5
+    assert settings.outbox.global_rate_per_second["teams"] == 7.0
+
+
+def test_wrong_list_item_type_names_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELPDESK_TRIAGE__START_THRESHOLD", "high")
+    with pytest.raises(SettingsError, match=r"HELPDESK_TRIAGE__START_THRESHOLD.*triage\.start_threshold"):
+        load_settings()
+
+
+def test_db_password_in_url_query_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.settings import mask_url
+
+    monkeypatch.setenv("HELPDESK_DATABASE__URL", "postgresql+asyncpg://bot@db/helpdesk?password=hunter2&ssl=require")
+    masked = load_settings().masked()["database"]["url"]
+    assert "hunter2" not in masked and "ssl=require" in masked
+    assert mask_url("postgresql+asyncpg://bot:pw@db/h?sslpassword=x1y2") == "postgresql+asyncpg://bot:***@db/h?sslpassword=***"

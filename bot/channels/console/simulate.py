@@ -182,10 +182,15 @@ async def _run_turn(app: Any, worker: Any, sim: Simulation, clock: FakeClock, tu
 def load_transcript(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TranscriptError(f"{path}: not UTF-8 text (byte {exc.start + 1}); save the transcript as UTF-8") from None
+    except OSError as exc:
+        raise TranscriptError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise TranscriptError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise TranscriptError(f"{path}: expected a mapping with `turns:`")
+    _check_shape(path, data)
     return data
 
 
@@ -195,6 +200,27 @@ def transcript_settings(doc: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(block, Mapping) or not all(isinstance(v, Mapping) for v in block.values()):
         raise TranscriptError("`settings:` must map sections to {key: value}, e.g. {tickets: {auto_close_days: 3}}")
     return {str(k): dict(v) for k, v in block.items()}
+
+
+def _check_shape(path: Path, data: Mapping[str, Any]) -> None:
+    """The fields the runner reads, with the types it expects: one clear line, not a traceback."""
+    def _email(value: Any, where: str) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TranscriptError(f"{path}: {where}`as:` must be one email address, not a {type(value).__name__}")
+
+    _email(data.get("as"), "")
+    turns = data.get("turns")
+    if turns is None:
+        return
+    if not isinstance(turns, list):
+        raise TranscriptError(f"{path}: `turns:` must be a list of turns")
+    for number, turn in enumerate(turns, 1):
+        if not isinstance(turn, dict):
+            raise TranscriptError(f"{path}: turn {number} must be a mapping (say:, click:, form:, as:)")
+        _email(turn.get("as"), f"turn {number}: ")
+        for key in ("say", "click"):
+            if key in turn and not isinstance(turn[key], str | int | float):
+                raise TranscriptError(f"{path}: turn {number}: `{key}:` must be text")
 
 
 def check_expectations(events: list[dict[str, Any]], expected: list[Mapping[str, Any]]) -> list[str]:

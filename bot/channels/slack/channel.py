@@ -23,6 +23,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -49,6 +50,7 @@ from bot.channels.slack.translate import (
     to_incoming,
 )
 from bot.core.models import Button, Person, Platform, PlatformUser, Reply
+from bot.outbox.worker import RetryLater
 from bot.settings import Settings
 from bot.store.inbox import Inbox, InboxItem
 
@@ -60,15 +62,29 @@ log = logging.getLogger("bot.slack")
 HomeSection = Callable[[Person, Platform], Awaitable[Sequence[Reply]]]
 
 
+class IdentityUnavailable(Exception):
+    """`users.info` answered 429 (or a temporary error) past the in-place budget: who the person is
+    is not known yet, which is not the same as not being in the directory."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("users.info is temporarily unavailable")
+        self.retry_after = retry_after
+
+
+# A turn whose sender could not be looked up is retried this many times (after Retry-After).
+IDENTITY_RETRIES = 3
+
+
 class IdentityCache:
     """Slack user id → PlatformUser with the profile email (`users.info`), cached with a TTL.
 
     The person is always found from the Slack account, never from anything typed.
     """
 
-    def __init__(self, api: SlackApi, ttl_seconds: float = 600.0) -> None:
+    def __init__(self, api: SlackApi, ttl_seconds: float = 600.0, budget_seconds: float = 10.0) -> None:
         self.api = api
         self.ttl = ttl_seconds
+        self.budget = budget_seconds
         self._cache: dict[str, tuple[float, PlatformUser]] = {}
         self._pending: dict[str, asyncio.Future[PlatformUser]] = {}
 
@@ -97,7 +113,10 @@ class IdentityCache:
 
     async def _lookup(self, user_id: str) -> PlatformUser:
         try:
-            data = await self.api.call_soon("users.info", user=user_id, budget=10.0)
+            data = await self.api.call_soon("users.info", user=user_id, budget=self.budget)
+        except RetryLater as exc:  # 429 / 5xx / timeout: not known YET; the turn is tried again
+            log.warning("users.info temporarily unavailable: %s", exc, extra={"slack_user": user_id})
+            raise IdentityUnavailable(exc.retry_after) from exc
         except Exception as exc:
             log.warning("users.info failed: %s", exc, extra={"slack_user": user_id})
             return PlatformUser(Platform.SLACK, user_id)  # not cached: try again next time
@@ -376,11 +395,24 @@ class SlackChannel:
 
     # ----- turns ----------------------------------------------------------------------------
 
-    async def run_turn(self, inbound: Inbound) -> None:
+    async def run_turn(self, inbound: Inbound, attempt: int = 0) -> None:
         """Run one turn. Raises when it could not be handled (the inbox tries again, and says
         sorry with `say_error` after the last attempt)."""
         started = time.perf_counter()
-        user = await self.identity.user(inbound.user_id)
+        try:
+            user = await self.identity.user(inbound.user_id)
+        except IdentityUnavailable as exc:
+            await self._identity_later(inbound, attempt, exc.retry_after)
+            return
+        if is_dm(inbound.channel) and not inbound.needs_dm and (
+                inbound.kind != "dm" or self.directory.known_dm(inbound.user_id) is not None):
+            # A payload naming a DM that is not the sender's own (a forged or misrouted interaction)
+            # is answered in the sender's own DM, learnt from conversations.open.
+            own = await self.directory.dm_channel(inbound.user_id)
+            if own != inbound.channel:
+                log.warning("payload names a DM that is not the sender's; answering in their own DM",
+                            extra={"event_id": inbound.event_id, "kind": inbound.kind})
+                inbound = replace(inbound, needs_dm=True)
         dm = await self.directory.dm_channel(inbound.user_id) if inbound.needs_dm else None
         incoming = to_incoming(inbound, user, dm_channel=dm)
         result = await self.app.pipeline.handle(incoming)
@@ -411,6 +443,28 @@ class SlackChannel:
             await self.replies.send([Outbound(incoming.reply_to, Reply(text=text))], sender_user=inbound.user_id)
         except Exception as exc:
             log.warning("could not tell the person their message failed: %s", exc)
+
+    async def _identity_later(self, inbound: Inbound, attempt: int, retry_after: float | None) -> None:
+        """Slack would not say who this is yet (429): tell the person once, then try the turn
+        again after Retry-After; never "I couldn't find your account"."""
+        last = attempt >= IDENTITY_RETRIES
+        if attempt == 0 or last:
+            template = "identity_gave_up" if last else "identity_retry"
+            text = self.app.renderer.text(Platform.SLACK, template=template, context={})
+            dm = await self.directory.dm_channel(inbound.user_id) if inbound.needs_dm else None
+            probe = to_incoming(inbound, PlatformUser(Platform.SLACK, inbound.user_id), dm_channel=dm)
+            from bot.core.models import Outbound
+
+            try:
+                await self.replies.send([Outbound(probe.reply_to, Reply(text=text, private=True))],
+                                        sender_user=inbound.user_id)
+            except Exception as exc:  # Slack is busy; the retry below still runs
+                log.warning("could not say 'one moment': %s", exc, extra={"event_id": inbound.event_id})
+        if last:
+            return
+        wait = retry_after if retry_after is not None else min(30.0, 2.0 * 2 ** attempt)
+        await asyncio.sleep(wait)
+        await self.run_turn(inbound, attempt + 1)
 
     async def _gone(self, body: dict[str, Any]) -> None:
         user = str((body.get("user") or {}).get("id") or "")

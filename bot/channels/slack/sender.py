@@ -199,12 +199,15 @@ class ReplySender:
         owner = address.user_id or sender_user
         message = self.blocks.message(reply)
         params = _message_params(message)
-        if reply.secret and not is_dm(channel):
+        if reply.secret:
+            # A secret goes only to its owner's own DM, as conversations.open names it, whatever
+            # channel the turn came from.
             dm = await self.directory.dm_channel(owner)
             await self.api.call_soon("chat.postMessage", channel=dm, unfurl_links=False, **params)
-            pointer = self.renderer.text(Platform.SLACK, template="secret_sent_to_dm", context={})
-            extra: dict[str, Any] = {"thread_ts": address.thread_id} if address.thread_id else {}
-            await self.api.call_soon("chat.postEphemeral", channel=channel, user=owner, text=pointer, **extra)
+            if dm != channel and not is_dm(channel):
+                pointer = self.renderer.text(Platform.SLACK, template="secret_sent_to_dm", context={})
+                extra: dict[str, Any] = {"thread_ts": address.thread_id} if address.thread_id else {}
+                await self.api.call_soon("chat.postEphemeral", channel=channel, user=owner, text=pointer, **extra)
             return
         if address.thread_id:
             params["thread_ts"] = address.thread_id

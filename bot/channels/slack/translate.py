@@ -99,6 +99,12 @@ def mentions(text: str, user_id: str | None) -> bool:
     return bool(user_id) and f"<@{user_id}>" in text
 
 
+def unescape(text: str) -> str:
+    """Slack's three entities (`&amp;`, `&lt;`, `&gt;`) back to what the person typed, once, here at
+    the adapter; the renderer escapes once where the text lands."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def strip_mention(text: str, user_id: str | None) -> str:
     if user_id:
         text = text.replace(f"<@{user_id}>", " ")
@@ -141,24 +147,24 @@ def parse_event(body: Mapping[str, Any], *, bot_user_id: str | None = None, bot_
         if is_dm(channel):
             return None  # DMs arrive as message.im as well
         return Inbound("mention", team, str(user), event_id, channel=channel, thread_ts=str(thread_ts or ts),
-                       text=strip_mention(text, bot_user_id), received_ts=ts)
+                       text=unescape(strip_mention(text, bot_user_id)), received_ts=ts)
     if kind != "message" or event.get("subtype") not in PERSON_SUBTYPES or event.get("hidden"):
         return None
     if event.get("channel_type") == "im" or is_dm(channel):
         if event.get("subtype") == "thread_broadcast":
             return None
         return Inbound("dm", team, str(user), event_id, channel=channel,
-                       thread_ts=str(thread_ts) if thread_ts else None, text=text, received_ts=ts)
+                       thread_ts=str(thread_ts) if thread_ts else None, text=unescape(text), received_ts=ts)
     # In channels only thread replies in the queue channel(s) matter (the ticket relay); a
     # message that mentions the bot is handled through its app_mention event instead.
     if channel in relay_channels and thread_ts and thread_ts != ts and not mentions(text, bot_user_id):
-        return Inbound("relay", team, str(user), event_id, channel=channel, thread_ts=str(thread_ts), text=text,
-                       received_ts=ts)
+        return Inbound("relay", team, str(user), event_id, channel=channel, thread_ts=str(thread_ts),
+                       text=unescape(text), received_ts=ts)
     return None
 
 
 def parse_command(body: Mapping[str, Any]) -> Inbound:
-    text = str(body.get("text") or "").strip()
+    text = unescape(str(body.get("text") or "")).strip()
     channel = str(body.get("channel_id") or "")
     trigger = str(body.get("trigger_id") or "")
     return Inbound("command", _team(body), str(body.get("user_id") or ""), f"command:{trigger}",
@@ -183,7 +189,7 @@ def parse_shortcut(body: Mapping[str, Any]) -> Inbound | None:
         return None
     trigger = str(body.get("trigger_id") or "")
     return Inbound("shortcut", _team(body), str(user["id"]), f"shortcut:{trigger or ts}", channel=channel,
-                   text=str(message.get("text") or ""),
+                   text=unescape(str(message.get("text") or "")),
                    command=f"{SHORTCUT_COMMAND} {permalink(body, channel, ts)}", trigger_id=trigger,
                    needs_dm=True)
 
@@ -294,4 +300,7 @@ def to_incoming(inbound: Inbound, user: PlatformUser, *, dm_channel: str | None 
         action=inbound.action,
         is_direct=direct,
         command=inbound.command,
+        # A person's DM is learnt only from conversations.open for that person (at send time),
+        # never from the channel an incoming payload names.
+        direct_to=Address(Platform.SLACK, user.user_id),
     )
