@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksu
 
 demo: $(STAMP)
 	$(BIN)/helpdesk db upgrade
-	$(BIN)/helpdesk chat --as alice@example.com
+	$(BIN)/helpdesk chat --as alice@example.com --web
 
 test: $(STAMP)
 	$(BIN)/pytest

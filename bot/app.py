@@ -123,13 +123,14 @@ def _build_kb(settings: Settings) -> Any:
     return ReloadingKb(settings.kb_dir, interval=settings.kb.reload_seconds)
 
 
-def _build_directory(settings: Settings) -> tuple[Any, PersonResolver, Any]:
+def _build_directory(settings: Settings, clock: Callable[[], datetime] = system_clock
+                     ) -> tuple[Any, PersonResolver, Any]:
     from bot.graph.factory import build_action_runner, build_directory, build_resolver
     from bot.graph.policy import PolicyError
 
     directory = build_directory(settings)
     try:
-        runner = build_action_runner(settings, directory)
+        runner = build_action_runner(settings, directory, clock=clock)
     except PolicyError as exc:
         raise StartupError(f"self-service policy: {exc}") from exc
     return directory, build_resolver(settings, directory), runner
@@ -163,7 +164,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     renderer.env.globals.update(app_name=settings.app.name, hr_contact=settings.app.hr_contact,
                                 facilities_contact=settings.app.facilities_contact)
     kb = _build_kb(settings)
-    directory, resolver, actions = _build_directory(settings)
+    directory, resolver, actions = _build_directory(settings, clock)
     known = Known(
         templates=renderer.template_names(),
         actions=actions.names() if actions is not None else None,

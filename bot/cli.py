@@ -52,9 +52,9 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def settings_or_exit(log: bool = True) -> Settings:
+def settings_or_exit(log: bool = True, overrides: dict[str, Any] | None = None) -> Settings:
     try:
-        settings = load_settings()
+        settings = load_settings(**(overrides or {}))
     except SettingsError as exc:
         fail(f"helpdesk: {exc}")
         raise  # unreachable; keeps type checkers happy
@@ -107,6 +107,7 @@ def config_check(as_json: Annotated[bool, typer.Option("--json", help="JSON outp
 
 @app.command()
 def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to chat as")] = "alice@example.com",
+         web: Annotated[bool, typer.Option("--web", help="Also serve the web console (server.host/port)")] = False,
          ) -> None:
     """Talk to the bot in the terminal (buttons are numbered choices)."""
     from bot.app import build_app
@@ -121,6 +122,10 @@ def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to 
         await upgrade(settings.database_url)
         bot_app = await build_app(settings)
         try:
+            if web:
+                from bot.web.console import start_beside_chat
+
+                print(start_beside_chat(bot_app, settings.server.host, settings.server.port), flush=True)
             await ConsoleChat(bot_app, as_email).run()
         finally:
             await bot_app.aclose()
@@ -140,12 +145,19 @@ def simulate(
         check_expectations,
         load_transcript,
         run_transcript,
+        transcript_settings,
     )
 
-    settings = settings_or_exit(log=False)
-    configure_logging(settings.log.format, "WARNING")
     try:
         doc = load_transcript(file)
+        overrides = transcript_settings(doc)
+    except TranscriptError as exc:
+        fail(f"helpdesk: {exc}")
+        return
+    # The transcript's `settings:` block applies here exactly as in the test suite's runner.
+    settings = settings_or_exit(log=False, overrides=overrides)
+    configure_logging(settings.log.format, "WARNING")
+    try:
         events = run(lambda: run_transcript(doc, settings, as_email=as_email))
     except TranscriptError as exc:
         fail(f"helpdesk: {exc}")

@@ -154,6 +154,39 @@ class TeamsSettings(Section):
     package_version: str = "1.0.0"
     developer_name: str = "IT Help Desk"
     website_url: str = "https://example.com/helpdesk"
+    # Cloud endpoints (public-cloud defaults; docs/teams.md lists GCC High, DoD and 21Vianet values).
+    # Incoming: Bot Connector tokens (issuer, OpenID metadata with the signing keys and their endorsements).
+    connector_issuer: str = "https://api.botframework.com"
+    openid_metadata_url: str = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+    # Incoming: Entra-issued tokens (Bot Framework Emulator / the bot's own app only).
+    entra_openid_metadata_url: str = (
+        "https://login.microsoftonline.com/botframework.com/v2.0/.well-known/openid-configuration")
+    entra_issuers: list[str] = Field(default_factory=lambda: [
+        "https://sts.windows.net/d6d49420-f39b-4df7-a1dc-d59a935871db/",
+        "https://login.microsoftonline.com/d6d49420-f39b-4df7-a1dc-d59a935871db/v2.0",
+        "https://sts.windows.net/f8cdef31-a31e-4b4a-93e4-5f571e91255a/",
+        "https://login.microsoftonline.com/f8cdef31-a31e-4b4a-93e4-5f571e91255a/v2.0",
+    ])
+    # Also accept Entra tokens from our own tenant's issuers (sts.windows.net/<tenant>/, <login host>/<tenant>/v2.0).
+    entra_tenant_issuers: bool = True
+    # Outgoing: where the bot's connector token is obtained (authority; empty = <login host>/<tenant_id
+    # or botframework.com>) and for what scope.
+    oauth_login_host: str = "https://login.microsoftonline.com"
+    oauth_authority: str = ""
+    oauth_scope: str = "https://api.botframework.com/.default"
+    # Outgoing: hosts the connector token may be sent to ("*.example.com" matches subdomains). A
+    # serviceUrl must also have been vouched for by a valid token (or be teams.service_url).
+    service_url_hosts: list[str] = Field(default_factory=lambda: [
+        "smba.trafficmanager.net", "*.botframework.com", "smba.infra.gcc.teams.microsoft.com"])
+    # Development only: allow http:// service URLs and OpenID metadata (never with real Microsoft).
+    allow_http: bool = False
+    # Signing keys: refreshed after this long, or on an unknown key id (at most once per refresh_min).
+    openid_cache_hours: float = Field(default=24.0, gt=0)
+    openid_refresh_min_seconds: float = Field(default=300.0, ge=0)
+    # Reaching people who never wrote to the bot: install the app for them through Graph
+    # (TeamsAppInstallation.ReadWriteSelfForUser.All) with this Teams app catalog id, then message them.
+    proactive_install: bool = False
+    catalog_app_id: str = ""
 
 
 class FlowSettings(Section):
@@ -230,6 +263,25 @@ class OutageSettings(Section):
     alert_channels: dict[str, str] = Field(default_factory=dict)
     # Refresh the admin's live delivery report at most this often.
     report_every_seconds: int = Field(default=15, ge=1)
+
+
+class WebSettings(Section):
+    """The web console under /console/ of `helpdesk serve` (docs/console.md)."""
+
+    enabled: bool = True
+    # auto: the local demo sign-in with the demo directory, Microsoft Entra ID with Graph.
+    # demo is refused whenever a real directory (graph) is configured.
+    sign_in: Literal["auto", "demo", "entra"] = "auto"
+    # Signs session cookies; from HELPDESK_WEB__SESSION_SECRET. Unset: a random one per process
+    # (the demo; everyone signs in again after a restart, and replicas would not share it).
+    session_secret: SecretStr | None = None
+    session_minutes: int = Field(default=480, ge=5, le=10080)
+    # Entra ID app registration for sign-in (defaults: graph.tenant_id / graph.client_id /
+    # HELPDESK_GRAPH__CLIENT_SECRET); the redirect URI is <public_url>/console/auth/callback.
+    entra_client_id: str = ""
+    entra_client_secret: SecretStr | None = None
+    # The console's address as people's browsers see it (https://helpdesk.example.com); empty: from the request.
+    public_url: str = ""
 
 
 class ServerSettings(Section):
@@ -375,6 +427,7 @@ class Settings(BaseSettings):
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     outages: OutageSettings = Field(default_factory=OutageSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     itsm: ItsmSettings = Field(default_factory=ItsmSettings)
 

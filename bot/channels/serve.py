@@ -138,9 +138,18 @@ def _itsm(app: Any, settings: Settings) -> ChannelMount | None:
     return mount(app, settings)
 
 
+def _console(app: Any, settings: Settings) -> ChannelMount | None:
+    """The web console under /console/ (bot/web, docs/console.md)."""
+    if not settings.web.enabled:
+        return None
+    from bot.web.console import ConsoleMount
+
+    return ConsoleMount(app)
+
+
 # Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages,
-# the ticket system's webhook: POST /itsm/webhook).
-MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _itsm]
+# the ticket system's webhook: POST /itsm/webhook, the web console: /console/).
+MOUNTS: list[Callable[[Any, Settings], ChannelMount | None]] = [_slack, _teams, _itsm, _console]
 
 
 def settings_problems(settings: Settings) -> list[str]:

@@ -156,7 +156,10 @@ class Reply:
     """Something the bot says. Text is already rendered for the target platform.
 
     `secret` marks content shown once to its owner (a temporary password): it is sent directly,
-    privately, and never written to the outbox, the events table or a log.
+    privately, and never written to the outbox, the events table or a log. Its parts are in
+    `rich["secret"]` (`label`, `value`, `advice`) so a channel can show the value exactly (no
+    markdown touching `*`, `_` or backticks); notification previews, summaries and fallback texts
+    of a secret reply say only `SECRET_PREVIEW`.
     """
 
     text: str
@@ -168,6 +171,11 @@ class Reply:
     context: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     # Optional platform-specific rendering (Block Kit blocks, Adaptive Card) keyed by platform.
     rich: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+# What a notification preview (Slack `text`, Teams `summary` / card `fallbackText`) says of a reply
+# that holds a secret: never the secret itself.
+SECRET_PREVIEW = "A private message from the help desk bot: open the chat to see it."  # noqa: S105 - no secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -51,6 +51,7 @@ from bot.engine.engine import (
     UserTurn,
 )
 from bot.render.renderer import Renderer
+from bot.store.db import utcnow
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
 
 log = logging.getLogger("bot.pipeline")
@@ -58,8 +59,8 @@ log = logging.getLogger("bot.pipeline")
 Clock = Callable[[], datetime]
 
 
-def system_clock() -> datetime:
-    return datetime.now(UTC)
+# The one real clock (bot/store/db.py); everything else takes an injected `Clock`.
+system_clock: Clock = utcnow
 
 
 class TriageModel(Protocol):
@@ -148,10 +149,14 @@ class UowActionContext:
     notify people through the outbox. `platform` is where people are reached when we have never
     seen their direct conversation."""
 
-    def __init__(self, uow: UnitOfWork, platform: Platform, key_prefix: str) -> None:
+    def __init__(self, uow: UnitOfWork, platform: Platform, key_prefix: str,
+                 reply_to: Address | None = None) -> None:
         self.uow = uow
         self.platform = platform
         self.key_prefix = key_prefix
+        # The conversation the person wrote in, when there is one: an action that makes them wait
+        # (a technician confirming their identity) answers there later.
+        self.reply_to = reply_to
         # Verification codes, grants, pending identity checks and rate limits: in the turn's
         # transaction, visible to every replica.
         self.state: SharedState = SqlSharedState(uow.session)
@@ -161,12 +166,16 @@ class UowActionContext:
 
     async def notify(self, email: str, text: str, buttons: Sequence[Button] = ()) -> None:
         address = await self.uow.direct_address(email) or person_address(self.platform, email)
-        key = f"notify:{self.key_prefix}:{email}:{len(self.uow.enqueued)}"
+        self.notify_at(address, text, buttons, who=email)
+
+    def notify_at(self, address: Address, text: str, buttons: Sequence[Button] = (), *, who: str = "") -> None:
+        """A message in a given conversation (where someone asked), through the outbox."""
+        key = f"notify:{self.key_prefix}:{who or address.conversation_id}:{len(self.uow.enqueued)}"
         self.uow.enqueue(Outbound(address, Reply(text=text, buttons=tuple(buttons))), idempotency_key=key)
 
 
 def turn_action_context(turn: Turn) -> UowActionContext:
-    return UowActionContext(turn.uow, turn.platform, turn.incoming.event_id)
+    return UowActionContext(turn.uow, turn.platform, turn.incoming.event_id, reply_to=turn.incoming.reply_to)
 
 
 class Pipeline:
@@ -216,13 +225,19 @@ class Pipeline:
             async with lock:
                 try:
                     person = await self.resolver.resolve(incoming.sender)
-                except Exception:
+                except Exception as exc:
                     # The directory is down and nothing is cached: say so, lose nothing (the
                     # event id is not marked handled, so a platform retry gets another chance).
                     log.exception("directory lookup failed", extra={"conversation": incoming.conversation_key})
                     outcome = "directory_unavailable"
-                    text = self.renderer.text(incoming.platform, template="directory_unavailable", context={})
-                    return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))])
+                    # A response with a status (a 500) is an error from the service, not "can't reach".
+                    answered = isinstance(getattr(exc, "status", None), int)
+                    text = self.renderer.text(incoming.platform, template="directory_unavailable",
+                                              context={"answered": answered})
+                    # Nothing is stored (no transaction), but every reply a person sees is an event.
+                    events: list[dict[str, Any]] = [{"type": "directory_unavailable", "answered": answered},
+                              {"type": "reply", "text": text, "buttons": []}]
+                    return TurnResult(replies=[Outbound(incoming.reply_to, Reply(text=text))], events=events)
                 for attempt in range(3):
                     try:
                         result = await self._handle_once(incoming, person)
@@ -254,6 +269,7 @@ class Pipeline:
             if person is None:
                 uow.emit("person_unknown", platform=incoming.platform.value, user=incoming.sender.user_id)
                 text = self.renderer.text(incoming.platform, template="unknown_person", context={})
+                uow.emit("reply", text=text, buttons=[])  # every reply a person sees is an event
                 produced = [Outbound(incoming.reply_to, Reply(text=text))]
                 replies = self._durable(uow, incoming, produced)
             else:
@@ -376,7 +392,7 @@ class Pipeline:
                     effect = await self._with_tickets(turn, effect)
                 self._say(turn, effect)
             elif isinstance(effect, Emit):
-                turn.emit(effect.type, **self._event_data(effect))
+                turn.emit(effect.type, **self._event_data(effect, turn))
             elif isinstance(effect, SearchKb):
                 follow = self.engine.advance(turn.state, KbAnswer(self._search(turn, effect)), turn.now)
             elif isinstance(effect, ShowArticle):
@@ -398,11 +414,14 @@ class Pipeline:
                 turn.state = follow.state
                 pending.extendleft(reversed(follow.effects))
 
-    def _event_data(self, effect: Emit) -> dict[str, Any]:
+    def _event_data(self, effect: Emit, turn: Turn) -> dict[str, Any]:
         data = dict(effect.data)
         if effect.type == "kb_gap":
             query = str(data.get("query", ""))
-            data = {"query": " ".join(query.lower().split())[:200], "example": query[:200]}
+            # `example` is what the person wrote: this turn's words, else the conversation's first
+            # message; never the query a flow built from them ("mailbox full archive storage quota").
+            said = (turn.incoming.text or "").strip() or str(data.get("said") or "").strip() or query
+            data = {"query": " ".join(query.lower().split())[:200], "example": " ".join(said.split())[:200]}
         return data
 
     def _flow_context(self, turn: Turn) -> dict[str, Any]:
@@ -491,7 +510,8 @@ class Pipeline:
             # so it comes first, then the secret itself.
             if outcome.message:
                 turn.say("action_message", {"message": outcome.message, "ok": outcome.ok})
-            turn.reply(Reply(text=text, private=True, secret=True, template="secret_once"))
+            turn.reply(Reply(text=text, private=True, secret=True, template="secret_once",
+                             rich={"secret": {"label": label, "value": secret, "advice": advice}}))
             outcome = replace(outcome, secret=None, message="")
             shown = True
         return ActionAnswer(outcome, secret_shown=shown)

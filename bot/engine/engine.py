@@ -46,6 +46,8 @@ V_RESUME_NEW = "resume:new"
 V_SOMETHING_ELSE = "triage:other"
 V_CANCEL = "flow:cancel"
 V_HUMAN = "flow:human"
+# "Continue" on the message that tells a person a technician has decided on their identity check.
+V_APPROVAL_CONTINUE = "approval_wait:continue"
 # Answers an action asked for (needs_input) are kept under this prefix until the action finishes.
 INPUT_PREFIX = "input_"
 
@@ -61,7 +63,8 @@ class ConversationState:
     step_id: str | None = None
     slots: Mapping[str, Any] = field(default_factory=dict)
     # What the conversation waits for: answer | choice | form | kb_feedback | kb_results | confirm |
-    # action_result | action_input | ticket | did_you_mean | resume | None
+    # action_result | action_input | approval | ticket | did_you_mean | resume | None
+    # (`approval`: an action waits for a technician to confirm the person's identity)
     awaiting: str | None = None
     first_message: str = ""
     tried_articles: tuple[str, ...] = ()
@@ -381,7 +384,8 @@ class Engine:
 
     def resume_check(self, state: ConversationState, now: datetime) -> Transition | None:
         """Called before a new message. An idle flow is either offered back or forgotten."""
-        if not state.active or state.updated_at is None or state.awaiting == "resume":
+        if not state.active or state.updated_at is None or state.awaiting in ("resume", "approval"):
+            # Waiting for a technician is not the person being idle: the check expires on its own.
             return None
         idle = now - state.updated_at
         if idle < self.idle_timeout:
@@ -417,7 +421,7 @@ class Engine:
 
     def is_idle(self, state: ConversationState, now: datetime) -> bool:
         return bool(state.active and state.updated_at and now - state.updated_at >= self.idle_timeout
-                    and state.awaiting != "resume")
+                    and state.awaiting not in ("resume", "approval"))
 
     # -- user input --
 
@@ -450,6 +454,10 @@ class Engine:
             return self._confirm(state, flow, step, turn)
         if state.awaiting == "action_input" and isinstance(step, ActionStep):
             return self._action_input(state, flow, step, turn)
+        if state.awaiting == "approval" and isinstance(step, ActionStep):
+            # Anything said while a technician decides (or "Continue" once they have): ask the
+            # action again; it knows whether the check is approved, refused, pending or expired.
+            return self._run_action(replace(state, awaiting=None), flow, step, [])
         # Waiting for something the person cannot give (a search, an action): re-show where we are.
         return Transition(state, (Say(template="still_working"),))
 
@@ -537,9 +545,18 @@ class Engine:
                 value = state.offered[int(said) - 1]
         if value.startswith(V_KB_SHOW):
             article = value[len(V_KB_SHOW):]
-            return Transition(state, (Emit("kb_opened", {"article": article}), ShowArticle(article)))
+            # Remembered (a `last_` slot: not a ticket detail) so "This solved it" credits this one.
+            opened = replace(state, slots={**state.slots, "last_kb_opened": article})
+            return Transition(opened, (Emit("kb_opened", {"article": article}), ShowArticle(article)))
         if value == V_KB_SOLVED:
-            effects: list[Effect] = [Emit("kb_solved", {"articles": _shown_articles(state)})]
+            shown = _shown_articles(state)
+            solved: dict[str, Any] = {"articles": shown}
+            last = state.slots.get("last_kb_opened")
+            if isinstance(last, str) and last in shown:
+                solved["article"] = last  # the one they read before saying it solved it
+            elif len(shown) == 1:
+                solved["article"] = shown[0]
+            effects: list[Effect] = [Emit("kb_solved", solved)]
             if step.on_solved:
                 return self._run(replace(state, awaiting=None), flow, step.on_solved, effects)
             effects.append(Say(template="glad_it_helped"))
@@ -580,9 +597,11 @@ class Engine:
     def _kb_results(self, state: ConversationState, flow: Flow, step: KbStep, result: KbResult) -> Transition:
         # An article the person already saw in this conversation (and said did not help) is not
         # offered again by a later step; pinned articles are the author's explicit choice.
-        hits = [h for h in result.hits if h.article_id not in state.tried_articles or h.article_id in step.articles]
+        hits = [h for h in result.hits if (h.article_id not in state.tried_articles or h.article_id in step.articles)
+                and h.article_id not in step.exclude]
         if not hits or result.confidence == "none":
-            effects: list[Effect] = [Emit("kb_gap", {"query": result.query})]
+            # The gap report shows what the person wrote; the query may be one a flow built.
+            effects: list[Effect] = [Emit("kb_gap", {"query": result.query, "said": state.first_message})]
             target = step.on_no_match or step.on_unsolved or step.next or flow.following(step.id)
             return self._run(replace(state, awaiting=None), flow, target, effects)
         ids = tuple(h.article_id for h in hits)
@@ -610,7 +629,11 @@ class Engine:
         slots["last_action"] = {"name": step.action, "ok": outcome.ok, "code": outcome.code}
         # A flow can branch on how the action went (`when: {storage_quota_code: nearly_full}`).
         slots[f"{step.action}_code"] = outcome.code
-        if outcome.code != "needs_input":
+        approval_id = outcome.data.get("verification_id") if outcome.code == "pending_approval" else None
+        if approval_id:
+            # Pending is not done: the flow waits here, remembering which check it waits for.
+            slots[INPUT_PREFIX + "approval_id"] = str(approval_id)
+        elif outcome.code != "needs_input":
             slots = {k: v for k, v in slots.items() if not k.startswith(INPUT_PREFIX)}
         elif outcome.input_slot:
             # Asked again (a wrong verification code): the last answer is not kept.
@@ -623,8 +646,15 @@ class Engine:
                           offered=tuple(b.value for b in buttons))
             return Transition(new, (Say(template="action_prompt",
                                         context={"prompt": outcome.prompt or "Please answer:"}, buttons=buttons),))
+        if approval_id:
+            return Transition(replace(state, awaiting="approval", offered=()), (
+                Say(template="action_message", context={"message": outcome.message, "ok": outcome.ok}),))
         if outcome.message:
             effects.append(Say(template="action_message", context={"message": outcome.message, "ok": outcome.ok}))
+        if outcome.code == "dry_run":
+            # Nothing was changed, so nothing that follows a real change ("Sign in with the temporary
+            # password now") is true: the flow ends here, and not as resolved.
+            return self._finish(replace(state, awaiting=None), flow, "abandoned", effects)
         if outcome.ok and not outcome.escalate:
             return self._run(replace(state, awaiting=None), flow, step.on_success or step.next or
                              flow.following(step.id), effects)

@@ -181,7 +181,7 @@ def check_flow(flow: Flow, file: str, root: yaml.Node | None, known: Known, jinj
                 except TemplateSyntaxError as exc:
                     err(step.id, f"step {step.id!r}: an argument is not a valid template: {exc.message}")
         if isinstance(step, KbStep) and known.articles is not None:
-            for article in step.articles:
+            for article in (*step.articles, *step.exclude):
                 if article not in known.articles:
                     err(step.id, f"step {step.id!r}: unknown article {article!r} (no such id in the "
                                  f"knowledge base)")

@@ -155,6 +155,7 @@ class KbStep(Texty):
     kind: Literal["kb"] = "kb"
     query: str = ""  # Jinja over the slots; empty = the person's first message
     articles: tuple[str, ...] = ()  # pinned article ids, shown first
+    exclude: tuple[str, ...] = ()  # article ids this step never offers (the step before already did their job)
     limit: int = Field(default=3, ge=1, le=5)
     on_solved: str | None = None  # default: end resolved (deflected)
     on_unsolved: str | None = None  # default: next step

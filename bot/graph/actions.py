@@ -51,6 +51,17 @@ DESCRIPTIONS: dict[str, str] = {
     "set_out_of_office": "set your automatic replies",
     "storage_quota": "check your mailbox and OneDrive storage",
 }
+# The same, said of the person to someone else (the technicians confirming their identity).
+THIRD_PERSON: dict[str, str] = {
+    "reset_password": "reset their password",
+    "account_status": "check their account",
+    "revoke_sessions": "sign them out of every session",
+    "mfa_reset": "issue them a Temporary Access Pass to register a new phone",
+    "request_group_access": "request access to a group",
+    "device_actions": "sync or restart one of their devices",
+    "set_out_of_office": "set their automatic replies",
+    "storage_quota": "check their mailbox and OneDrive storage",
+}
 # Statuses that end a conversation step; `needs_input` does not and is not audited as an action.
 NOT_TERMINAL = frozenset({"needs_input"})
 AUTO_REPLY_MAX = 4000
@@ -190,7 +201,11 @@ class SelfServiceRunner:
         policy: ActionPolicy | None = None,
         limiter: RateLimiter | None = None,
         verification: VerificationStore | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        # The app's injected clock: access-request expiry and password ages are judged by the same
+        # clock as the periodic expiry job (simulate's fake clock, tests' fixed one).
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.settings = settings
         self.directory = directory
         self.actions = settings.actions
@@ -319,6 +334,18 @@ class SelfServiceRunner:
                         data={"protection": protection.reason},
                     )
                 )
+        if name == "reset_password" and user.on_premises_sync:
+            # Known up front, so refused before any identity check: no code mailed and no
+            # technician asked to confirm someone for a change that cannot be made.
+            raise _Stop(
+                ActionOutcome(
+                    ok=False,
+                    code="not_cloud_account",
+                    escalate=True,
+                    message="Your password is managed by the on-premises directory, so I can't reset it from "
+                    "here. I'm passing this to a technician.",
+                )
+            )
         dry = request.dry_run or self.policy.dry_run
         run = Run(self, request, ctx, user, memberships, dry)
         mode = self.policy.verification_for(name)
@@ -389,6 +416,12 @@ class SelfServiceRunner:
             exc.request_id,
             f" missing={missing}" if missing else "",
         )
+        if exc.cause == "unavailable" and exc.status:
+            # Microsoft 365 answered (a 5xx): an error from it, not "can't reach".
+            exc_message = ("Microsoft 365 answered with an error, so I couldn't finish. "
+                           "I'm passing it to a technician with the details.")
+        else:
+            exc_message = ""
         messages = {
             "permission_missing": (
                 "The help desk bot isn't allowed to do that in our directory yet, so I couldn't finish. "
@@ -427,7 +460,7 @@ class SelfServiceRunner:
         return ActionOutcome(
             ok=False,
             code=code,
-            message=messages.get(
+            message=exc_message or messages.get(
                 exc.cause, "The directory refused the change. I'm passing it to a technician."
             ),
             data=data,
@@ -546,12 +579,41 @@ class SelfServiceRunner:
 
     async def _verify_by_technician(self, run: Run) -> None:
         user, name, person = run.user, run.name, run.request.person
-        if await self.verification.pending_for(run.state, user.id, name) is not None:
+        waiting = await self.verification.pending_for(run.state, user.id, name)
+        if waiting is not None:
             raise _Stop(
                 ActionOutcome(
                     ok=True,
                     code="pending_approval",
-                    message="I'm still waiting for a technician to confirm it's you. I'll let you know.",
+                    message="I'm still waiting for a technician to confirm it's you. I'll tell you here as "
+                    "soon as they answer (or say cancel to stop).",
+                    data={"verification_id": waiting.id},
+                )
+            )
+        asked = run.arg("approval_id")
+        if asked:
+            # The conversation was waiting for this check and there is no grant: refused or expired.
+            decision = await self.verification.decision(run.state, asked)
+            what = DESCRIPTIONS[name]
+            if decision == "denied":
+                raise _Stop(
+                    ActionOutcome(
+                        ok=False,
+                        code="verification_denied",
+                        escalate=True,
+                        message=f"A technician couldn't confirm it's you, so I haven't done anything "
+                        f"(I won't {what}). I'm passing this to the IT team so someone can help you "
+                        f"another way.",
+                        data={"security": True},
+                    )
+                )
+            raise _Stop(
+                ActionOutcome(
+                    ok=False,
+                    code="approval_expired",
+                    escalate=True,
+                    message="No technician confirmed it's you in time, so nothing was changed. I'm passing "
+                    "this to a technician so you don't have to ask again.",
                 )
             )
         technicians = [t for t in self.settings.roles.technicians if t.casefold() != person.email.casefold()]
@@ -565,7 +627,11 @@ class SelfServiceRunner:
                     "instead.",
                 )
             )
-        pending = await self.verification.open_request(run.state, user.id, person.email, person.display_name, name)
+        reply_to = getattr(run.ctx, "reply_to", None)
+        pending = await self.verification.open_request(
+            run.state, user.id, person.email, person.display_name, name,
+            reply_to=reply_to.to_json() if reply_to is not None else None,
+        )
         run.ctx.emit(
             "verification_requested",
             verification_id=pending.id,
@@ -574,7 +640,7 @@ class SelfServiceRunner:
             **{"for": person.email},
         )
         text = (
-            f"{person.display_name} ({person.email}) asked the help desk bot to {DESCRIPTIONS[name]}. "
+            f"{person.display_name} ({person.email}) asked the help desk bot to {THIRD_PERSON[name]}. "
             f"Please confirm it's really them (for example, call them on a number on file) before approving."
         )
         buttons = (
@@ -587,8 +653,8 @@ class SelfServiceRunner:
             ActionOutcome(
                 ok=True,
                 code="pending_approval",
-                message="For your safety a technician has to confirm it's you first. I've asked them; "
-                "once they approve, ask me again and I'll do it straight away.",
+                message="For your safety a technician has to confirm it's you first. I've asked them and "
+                "nothing has been changed yet. I'll tell you here as soon as they answer, and then carry on.",
                 data={"verification_id": pending.id},
             )
         )
@@ -596,14 +662,7 @@ class SelfServiceRunner:
     # ----- the actions -----
 
     async def _reset_password(self, run: Run) -> ActionOutcome:
-        if run.user.on_premises_sync:
-            return ActionOutcome(
-                ok=False,
-                code="not_cloud_account",
-                escalate=True,
-                message="Your password is managed by the on-premises directory, so I can't reset it from "
-                "here. I'm passing this to a technician.",
-            )
+        # An on-premises synced account is refused in `_admit`, before any identity check.
         if run.dry:
             return await run.would("PATCH /users/{id} passwordProfile (forceChangePasswordNextSignIn)")
         await run.begin()
@@ -623,7 +682,7 @@ class SelfServiceRunner:
         await run.begin()
         details = await self.directory.account_details(run.user.id)
         user = details.user
-        now = datetime.now(UTC)
+        now = self.clock()
         changed = user.last_password_change
         data: dict[str, Any] = {
             "enabled": user.enabled,
@@ -734,6 +793,7 @@ class SelfServiceRunner:
             message=message,
             escalate=removed is False,
             data={
+                "secret_label": "Your Temporary Access Pass",
                 "lifetime_minutes": tap.lifetime_minutes,
                 "usable_once": tap.usable_once,
                 "removed": removed,
@@ -812,7 +872,7 @@ class SelfServiceRunner:
         await run.begin()
         request_id = "acc-" + secrets.token_hex(8)
         hours = self.actions.request_expiry_hours
-        expires = datetime.now(UTC) + timedelta(hours=hours)
+        expires = self.clock() + timedelta(hours=hours)
         person = run.request.person
         run.ctx.emit(
             "access_requested",
@@ -1077,7 +1137,15 @@ class SelfServiceRunner:
             if usage.percent >= warn or usage.state in ("nearing", "critical", "exceeded"):
                 full.append(usage)
         message = ". ".join(lines) + "."
+        if "mailbox" not in data:
+            # Say only what we know: OneDrive's figure says nothing about the mailbox (reports that
+            # conceal user names, or a report we may not read, leave it unseen).
+            message += (" I can't see your mailbox size, so I can't tell whether your mailbox is full. "
+                        "Outlook shows it under File > Info (Mailbox settings), or a technician can check.")
+            data["mailbox_visible"] = False
         if not full:
+            if "mailbox" not in data:
+                return ActionOutcome(ok=True, code="mailbox_unknown", data=data, message=message)
             return ActionOutcome(ok=True, code="ok", data=data, message=message + " You have plenty of room.")
         advice = []
         for usage in full:

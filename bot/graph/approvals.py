@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.models import Person
+from bot.core.models import Address, Button, Person
 from bot.core.ports import ActionContext, ActionOutcome
+from bot.engine.engine import V_APPROVAL_CONTINUE
 from bot.graph.directory import DirectoryError
 from bot.store.tables import EventRow
 
@@ -125,6 +126,7 @@ class ApprovalDesk:
         approved = decision == "approve"
         if approved:
             await store.grant(state, pending.person_id, pending.action)
+        await store.record_decision(state, request_id, "approved" if approved else "denied")
         ctx.emit(
             "verification_decided",
             verification_id=request_id,
@@ -136,17 +138,19 @@ class ApprovalDesk:
         from bot.graph.actions import DESCRIPTIONS
 
         what = DESCRIPTIONS.get(pending.action, pending.action)
+        # The conversation that asked is waiting at this step: "Continue" carries it on there (a
+        # secret such as a temporary password is only ever shown in a live turn, never queued).
         if approved:
-            await ctx.notify(
-                pending.email,
-                f"A technician confirmed it's you. Ask me again to {what} and I'll do it straight away.",
-            )
+            text = f"A technician confirmed it's you. Press Continue and I'll {what} now."
         else:
-            await ctx.notify(
-                pending.email,
-                f"A technician couldn't confirm your identity, so I won't {what}. "
-                f"Please contact the IT team directly.",
-            )
+            text = (f"A technician couldn't confirm your identity, so I won't {what}. "
+                    f"Press Continue and I'll pass this to the IT team.")
+        buttons = (Button("Continue", V_APPROVAL_CONTINUE, "primary"),)
+        notify_at = getattr(ctx, "notify_at", None)
+        if pending.reply_to and notify_at is not None:
+            notify_at(Address.from_json(pending.reply_to), text, buttons, who=pending.email)
+        else:
+            await ctx.notify(pending.email, text, buttons)
         return ActionOutcome(
             ok=True,
             code="approved" if approved else "denied",
@@ -180,7 +184,7 @@ class ApprovalDesk:
             "by": approver.email,
         }
         group = request.group_display_name or request.group_name
-        if datetime.now(UTC) >= request.expires_at:
+        if self.runner.clock() >= request.expires_at:
             ctx.emit("access_decided", decision="expired", **base)
             await ctx.notify(
                 request.requester_email,
@@ -280,7 +284,7 @@ class ApprovalDesk:
         self, ctx: ActionContext, session: AsyncSession, now: datetime | None = None
     ) -> int:
         """Close every undecided request past its expiry and tell the requester. Returns how many."""
-        now = now or datetime.now(UTC)
+        now = now or self.runner.clock()
         decided = await decided_ids(session)
         count = 0
         for data in await _events(session, "access_requested"):

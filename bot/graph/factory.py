@@ -3,6 +3,9 @@ YAML file; the Graph backend creates its MSAL client and `httpx.AsyncClient` on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 import httpx
 
 from bot.graph.actions import SelfServiceRunner
@@ -32,6 +35,7 @@ def build_resolver(settings: Settings, directory: Directory) -> DirectoryPersonR
     return DirectoryPersonResolver(directory, settings.roles, cache_seconds=settings.directory.cache_seconds)
 
 
-def build_action_runner(settings: Settings, directory: Directory) -> SelfServiceRunner:
+def build_action_runner(settings: Settings, directory: Directory,
+                        clock: Callable[[], datetime] | None = None) -> SelfServiceRunner:
     """Raises `PolicyError` for unsafe settings (verification `none` with Graph)."""
-    return SelfServiceRunner(settings, directory)
+    return SelfServiceRunner(settings, directory, clock=clock)

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # What the app registration needs per operation, least privilege first (see docs/graph.md).
 REQUIRED: dict[str, str] = {
     "get_user": "User.Read.All",
+    # bot/channels/teams/install.py (teams.proactive_install)
+    "install_teams_app": "TeamsAppInstallation.ReadWriteSelfForUser.All",
     "find_user": "User.Read.All",
     "account_details": "User.Read.All",
     "memberships": "GroupMember.Read.All + RoleManagement.Read.Directory (or Directory.Read.All)",

@@ -63,6 +63,8 @@ class PendingVerification:
     display_name: str
     action: str
     expires: float
+    # Where the person asked (an `Address` as JSON), so the decision is told in that chat.
+    reply_to: dict[str, Any] | None = None
 
 
 class VerificationStore:
@@ -132,7 +134,8 @@ class VerificationStore:
     # ----- technician approval -----
 
     async def open_request(
-        self, state: SharedState, person_id: str, email: str, display_name: str, action: str
+        self, state: SharedState, person_id: str, email: str, display_name: str, action: str,
+        reply_to: dict[str, Any] | None = None,
     ) -> PendingVerification:
         pending = PendingVerification(
             id="ver-" + secrets.token_hex(8),
@@ -141,6 +144,7 @@ class VerificationStore:
             display_name=display_name,
             action=action,
             expires=self._clock() + self._approval_ttl,
+            reply_to=reply_to,
         )
         await state.put(f"pending:{pending.id}", asdict(pending), pending.expires)
         await state.put(f"pending-for:{person_id}:{action}", {"id": pending.id}, pending.expires)
@@ -152,6 +156,16 @@ class VerificationStore:
             return None
         found = await state.get(f"pending:{index['id']}")
         return PendingVerification(**found) if found else None
+
+    async def record_decision(self, state: SharedState, request_id: str, decision: str) -> None:
+        """Remember how a check was decided, so the waiting conversation can tell approved, refused
+        and expired apart when it carries on (kept as long as a grant lasts)."""
+        until = self._clock() + max(self._grant_seconds, self._approval_ttl)
+        await state.put(f"decided:{request_id}", {"decision": decision}, until)
+
+    async def decision(self, state: SharedState, request_id: str) -> str | None:
+        found = await state.get(f"decided:{request_id}")
+        return str(found["decision"]) if found else None
 
     async def take_pending(self, state: SharedState, request_id: str) -> PendingVerification | None:
         """The undecided request, removed so that a second decision finds nothing."""

@@ -6,12 +6,14 @@ The conversation engine writes the events; this module defines their data and th
 |----------------|---------------------------------------------------------------|
 | `kb_suggested` | `{"articles": [ids], "query": normalised query}`              |
 | `kb_opened`    | `{"article": id}`                                             |
-| `kb_solved`    | `{"article": id}` or `{"articles": [ids]}`                    |
+| `kb_solved`    | `{"articles": [ids shown], "article": the one that solved it}` |
 | `kb_unsolved`  | `{"article": id}` or `{"articles": [ids]}`                    |
-| `kb_gap`       | `{"query": normalised query, "example": original text[:200]}` |
+| `kb_gap`       | `{"query": normalised query, "example": what the person wrote[:200]}` |
 
 `gaps()` lists the questions asked most often without a good match (so writers know what to write
-next), `stats()` how each article fares.
+next), `stats()` how each article fares. "Solved" is credited only to the article named in
+`kb_solved` (the one the person opened, or the only one shown); a list where they opened none
+credits no article.
 """
 
 from __future__ import annotations
@@ -197,9 +199,24 @@ async def stats(session: AsyncSession, since: datetime | None = None) -> list[Ar
             entry.unsolved += 1
 
     for kind, data in (await session.execute(statement)).all():
+        if kind == KB_SOLVED:
+            # "This solved it" credits the article that solved it (the one read, or the only one
+            # shown), never every article listed beside it.
+            credited = _solved_article(data or {})
+            if credited:
+                bump(credited, kind)
+            continue
         for article_id in _article_ids(data or {}):
             bump(article_id, kind)
     return sorted(per_article.values(), key=lambda s: (-s.shown, -s.opened, s.article_id))
+
+
+def _solved_article(data: dict[str, Any]) -> str | None:
+    single = data.get("article")
+    if isinstance(single, str) and single:
+        return single
+    many = [str(a) for a in data.get("articles") or [] if a] if isinstance(data.get("articles"), list) else []
+    return many[0] if len(many) == 1 else None
 
 
 def _article_ids(data: dict[str, Any]) -> Iterable[str]:

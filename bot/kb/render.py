@@ -183,14 +183,23 @@ def _inline(token: Token) -> str:
     """Inline Markdown subset of one inline token: bold, italic, code and links survive."""
     out: list[str] = []
     link_stack: list[str | None] = []
+    opened: list[int] = []  # where each open bold span starts in `out`
     for child in token.children or []:
         kind = child.type
         if kind == "text":
             out.append(child.content)
         elif kind == "code_inline":
             out.append(f"`{child.content}`")
-        elif kind in ("strong_open", "strong_close"):
+        elif kind == "strong_open":
+            opened.append(len(out))
             out.append("**")
+        elif kind == "strong_close":
+            start = opened.pop() if opened else None
+            if start is not None and not "".join(out[start + 1:]).strip():
+                # An empty bold span is dropped; its neighbours (even another bold span) are not touched.
+                del out[start:]
+            else:
+                out.append("**")
         elif kind in ("em_open", "em_close"):
             out.append("_")
         elif kind in ("softbreak", "hardbreak"):
@@ -208,7 +217,6 @@ def _inline(token: Token) -> str:
         elif kind == "html_inline":
             continue
     text = "".join(out)
-    text = re.sub(r"\*\*\s*\*\*", "", text)
     return " ".join(text.split())
 
 

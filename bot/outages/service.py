@@ -141,12 +141,16 @@ class DeliveryReport:
     affected: int
     acknowledged: int
     tickets: int
+    # Of the failed copies: people the platform could not reach ("not reachable on ...": the app not
+    # installed for them and, on Teams, installing it refused or not allowed).
+    unreachable: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"incident_id": self.incident_id, "service": self.service, "status": self.status,
                 "total": self.total, "sent": self.sent, "pending": self.pending, "failed": self.failed,
                 "cancelled": self.cancelled, "reasons": [{"error": e, "count": c} for e, c in self.reasons],
-                "affected": self.affected, "acknowledged": self.acknowledged, "tickets": self.tickets}
+                "affected": self.affected, "acknowledged": self.acknowledged, "tickets": self.tickets,
+                "unreachable": self.unreachable}
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +329,9 @@ class OutageService:
         reasons = tuple((str(e or "unknown"), int(c)) for e, c in (await session.execute(
             select(OutboxRow.last_error, func.count()).where(posts, OutboxRow.status == "failed")
             .group_by(OutboxRow.last_error).order_by(func.count().desc()).limit(5))).all())
+        unreachable = await session.scalar(
+            select(func.count()).select_from(OutboxRow)
+            .where(posts, OutboxRow.status == "failed", OutboxRow.last_error.startswith("not reachable")))
         people = (await session.execute(
             select(func.count(IncidentPersonRow.affected_at), func.count(IncidentPersonRow.acknowledged_at))
             .where(IncidentPersonRow.incident_id == incident_id))).one()
@@ -335,7 +342,7 @@ class OutageService:
             total=sum(counts.values()), sent=counts.get("sent", 0),
             pending=counts.get("pending", 0) + counts.get("sending", 0), failed=counts.get("failed", 0),
             cancelled=counts.get("cancelled", 0), reasons=reasons, affected=int(people[0] or 0),
-            acknowledged=int(people[1] or 0), tickets=int(tickets or 0))
+            acknowledged=int(people[1] or 0), tickets=int(tickets or 0), unreachable=int(unreachable or 0))
 
     def render_report(self, report: DeliveryReport, platform: Platform) -> str:
         context = report.to_json()

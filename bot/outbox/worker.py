@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.store.db import utcnow
 from bot.store.tables import OutboxRow
 
 log = logging.getLogger("bot.outbox")
@@ -108,8 +109,7 @@ class Sender(Protocol):
 Clock = Callable[[], datetime]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+_now = utcnow  # the one real clock; tests inject theirs
 
 
 def _aware(value: datetime | None) -> datetime | None:

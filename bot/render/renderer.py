@@ -83,9 +83,9 @@ def _article_body(ctx: Context, article: Mapping[str, Any], max_chars: int = 250
 
 @pass_context
 def _code(ctx: Context, value: Any) -> Markup:
-    text = str(value).replace("`", "'")
     if _platform(ctx) is Platform.CONSOLE:
-        return Markup(text)  # noqa: S704
+        return Markup(str(value))  # noqa: S704 - plain text: shown exactly as it is
+    text = str(value).replace("`", "'")
     return Markup(f"`{ESCAPERS[_platform(ctx)](text) if _platform(ctx) is Platform.SLACK else text}`")  # noqa: S704
 
 

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.models import Address, Outbound, Person, PlatformUser
 from bot.engine.engine import ConversationState
-from bot.store.db import utcnow
 from bot.store.tables import (
     ConversationRow,
     EventRow,
@@ -102,10 +101,12 @@ def reply_from_json(data: Mapping[str, Any]) -> Any:
 class UnitOfWork:
     """The transaction of one handled message (or one command), with what it recorded."""
 
-    def __init__(self, session: AsyncSession, *, now: datetime | None = None,
+    def __init__(self, session: AsyncSession, *, now: datetime,
                  conversation_key: str | None = None, actor: str | None = None) -> None:
+        # `now` is required: the caller's injected clock governs everything this transaction
+        # records (a default of the real clock let rows and the worker that reads them disagree).
         self.session = session
-        self.now = now or utcnow()
+        self.now = now
         self.conversation_key = conversation_key
         self.actor = actor
         self.events: list[dict[str, Any]] = []

@@ -17,7 +17,7 @@ def home_section(service: TicketService) -> HomeSection:
         if service.sessions is None:
             return []
         async with service.sessions() as session:
-            uow = UnitOfWork(session, actor=person.email)
+            uow = UnitOfWork(session, now=service.now(), actor=person.email)
             requested = [t for t in await service.list_tickets(uow, person, "requested", limit=20)
                          if t.status in OPEN_STATUSES]
             held = await service.list_tickets(uow, person, "mine", limit=20) if person.is_technician else []

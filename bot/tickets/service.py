@@ -29,6 +29,7 @@ from bot.core.models import Address, Button, Form, FormField, Outbound, Person, 
 from bot.core.ports import PersonResolver
 from bot.render.renderer import Renderer
 from bot.settings import Settings
+from bot.store.db import utcnow
 from bot.store.repos import UnitOfWork, insert_ignore
 from bot.store.tables import OutboxRow, TicketCounterRow, TicketNoteRow, TicketRow
 from bot.tickets.sla import BusinessCalendar, describe_minutes, elapsed_minutes
@@ -120,6 +121,8 @@ class TicketView:
     transcript: tuple[str, ...] = ()
     notes: tuple[NoteView, ...] = ()
     channel: str = "console"
+    # An SLA target (first response or resolution) has been missed.
+    breached: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,6 +152,7 @@ def view_of(row: TicketRow, notes: Sequence[TicketNoteRow] = ()) -> TicketView:
         tried_articles=tuple(row.tried_articles or ()), tried_actions=tuple(row.tried_actions or ()),
         transcript=tuple(str(t) for t in (row.transcript or ())),
         notes=tuple(NoteView(_aware(n.at) or n.at, n.author, n.kind, n.text) for n in notes), channel=row.channel,
+        breached=bool(row.fr_breached_at or row.res_breached_at),
     )
 
 
@@ -188,7 +192,7 @@ class TicketService:
         self.renderer = renderer
         self.resolver = resolver
         self.sessions = sessions
-        self.clock = clock
+        self.clock = clock or utcnow
         bh = self.cfg.business_hours
         self.calendar = BusinessCalendar.build(settings.app.timezone, bh.days, bh.start, bh.end, self.cfg.holidays)
         self._names: dict[str, str] = {}
@@ -823,18 +827,59 @@ class TicketService:
         rows = (await uow.session.execute(query.order_by(TicketRow.id.desc()).limit(limit))).scalars()
         return [view_of(r) for r in rows]
 
+    async def search(self, uow: UnitOfWork, actor: Person, *, status: str = "open", category: str = "",
+                     priority: str = "", assignee: str = "", limit: int = 200) -> list[TicketView]:
+        """Technicians' filtered queue (the web console): status is open | unclaimed | breaching | all
+        or one status; assignee is an email, "me" or "nobody". Highest priority first, then oldest."""
+        self.require_technician(actor)
+        query = select(TicketRow)
+        if status == "open":
+            query = query.where(TicketRow.status.in_(OPEN_STATUSES))
+        elif status == "unclaimed":
+            query = query.where(TicketRow.status.in_(OPEN_STATUSES), TicketRow.assignee_email.is_(None))
+        elif status == "breaching":
+            query = query.where(TicketRow.status.in_(OPEN_STATUSES),
+                                (TicketRow.fr_breached_at.is_not(None)) | (TicketRow.res_breached_at.is_not(None)))
+        elif status != "all":
+            query = query.where(TicketRow.status == status)
+        if category:
+            query = query.where(TicketRow.category == category)
+        if priority:
+            query = query.where(TicketRow.priority == priority)
+        if assignee == "nobody":
+            query = query.where(TicketRow.assignee_email.is_(None))
+        elif assignee:
+            query = query.where(TicketRow.assignee_email == (actor.email if assignee == "me" else assignee).lower())
+        query = query.order_by(TicketRow.priority, TicketRow.created_at, TicketRow.id).limit(limit)
+        return [view_of(r) for r in (await uow.session.execute(query)).scalars()]
+
+    async def history(self, uow: UnitOfWork, actor: Person, ref: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The ticket's audit trail (events whose subject is the ticket), oldest first (technicians)."""
+        from bot.store.tables import EventRow
+
+        self.require_technician(actor, ref)
+        row = await self.get(uow, ref)
+        rows = (await uow.session.execute(
+            select(EventRow).where(EventRow.subject == row.ref).order_by(EventRow.id).limit(limit))).scalars()
+        return [{"at": _aware(e.at), "type": e.type, "actor": e.actor or "", "result": e.result or "",
+                 "data": dict(e.data or {})} for e in rows]
+
     async def show(self, uow: UnitOfWork, actor: Person, ref: str) -> TicketView:
         row = await self.get(uow, ref)
         if not actor.is_technician and row.requester_email != actor.email.lower():
             raise Forbidden(row.ref, "not your ticket")
         return view_of(row, await self.notes(uow, row, internal=actor.is_technician))
 
+    def now(self) -> datetime:
+        """The injected clock's time (the one clock every row and every check is written with)."""
+        return self.clock()
+
     # -- periodic job: SLA reminders and breaches, claim release, auto-close --
 
     async def tick(self, now: datetime | None = None) -> list[dict[str, Any]]:
         if self.sessions is None:
             return []
-        now = now or (self.clock() if self.clock else datetime.now().astimezone())
+        now = now or self.clock()
         async with self.sessions() as session, session.begin():
             uow = UnitOfWork(session, now=now, actor="system")
             ids = list((await session.execute(

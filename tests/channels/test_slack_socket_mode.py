@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -221,7 +222,7 @@ async def test_a_dm_is_acknowledged_and_answered_and_buttons_continue_the_flow(b
     assert "Shall I go ahead?" in confirm["text"]
     await bot.click("Reset my password")
     posts = await bot.wait_posts(ALICE_DM, 3)
-    assert any("temporary password:" in (p.get("text") or "") for p in posts)
+    assert any("temporary password:" in json.dumps(p.get("blocks") or []) for p in posts)
     assert all(p["channel"] == ALICE_DM for p in bot.h.posts())  # nothing anywhere else
     assert len(bot.socket.acks) == 3 and not bot.socket.received  # one ack per envelope, nothing else
 

@@ -16,6 +16,8 @@ from bot.store.tables import OutboxRow
 from tests.channels.conftest import TeamsBot
 from tests.channels.teams_support import ALICE_CHAT, CHANNEL, payload, personal_message
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 
 async def test_connector_429_is_retried_with_retry_after(bot: TeamsBot) -> None:
     bot.standin.fail(429, times=1, retry_after="0", method="POST", activity_type="message")
@@ -49,7 +51,7 @@ async def test_person_without_the_app_is_not_reachable_never_retried(bot: TeamsB
     """tom has never talked to the bot on Teams and has not installed it: the connector says 403."""
     await bot.post(payload("teams_16_conversationUpdate_bot_added_to_team.json", bot.standin.url))
     async with bot.app.sessions() as session, session.begin():
-        uow = UnitOfWork(session)
+        uow = UnitOfWork(session, now=bot.app.clock())
         from bot.core.models import PlatformUser
         from tests.channels.teams_support import PEOPLE, TOM_AAD
 
@@ -72,7 +74,8 @@ async def test_person_with_the_app_installed_gets_a_new_personal_chat(bot: Teams
     async with bot.app.sessions() as session, session.begin():
         from bot.core.models import PlatformUser
 
-        await UnitOfWork(session).remember_person(PEOPLE[TOM_AAD], PlatformUser(Platform.CONSOLE, "tom"), None)
+        await UnitOfWork(session, now=bot.app.clock()).remember_person(
+            PEOPLE[TOM_AAD], PlatformUser(Platform.CONSOLE, "tom"), None)
     ref = await sender.send(_delivery(Address(Platform.TEAMS, "email:tom.tech@example.com"), Reply(text="hi")))
     assert ref and bot.standin.posts("a:standin-personal-")
 
@@ -125,7 +128,8 @@ async def test_personal_chat_opened_once_is_reused_by_email(bot: TeamsBot) -> No
     async with bot.app.sessions() as session, session.begin():
         from bot.core.models import PlatformUser
 
-        await UnitOfWork(session).remember_person(PEOPLE[TOM_AAD], PlatformUser(Platform.CONSOLE, "tom"), None)
+        await UnitOfWork(session, now=bot.app.clock()).remember_person(
+            PEOPLE[TOM_AAD], PlatformUser(Platform.CONSOLE, "tom"), None)
     for n in range(2):
         await sender.send(_delivery(Address(Platform.TEAMS, "email:tom.tech@example.com"), Reply(text=f"hi {n}"),
                                     key=f"hi-{n}"))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.core.models import SECRET_PREVIEW
 from bot.store.tables import EventRow, OutboxRow, TicketNoteRow
 from tests.channels.teams_real import (
     ADA,
@@ -91,8 +92,13 @@ async def test_password_reset_in_personal_chat_secret_only_there(real: RealTeams
     assert of(events, "flow_ended", flow="password_reset", outcome="resolved")
     secret_posts = [c for c in real.standin.posts() if any("temporary password:" in t for t in real.standin.texts(c))]
     assert len(secret_posts) == 1 and secret_posts[0].conversation_id == ALICE.chat
-    password = texts(real, secret_posts)[0].split("`")[1]
+    card = secret_posts[0].body["attachments"][0]["content"]
+    runs = [i for b in card["body"] if b["type"] == "RichTextBlock" for i in b["inlines"]]
+    password = runs[0]["text"]  # a TextRun: no markdown, so `*`, `_` and backticks show exactly
     assert len(password) >= 12
+    # Not in what a notification preview shows (the activity summary, the card's fallbackText).
+    assert password not in secret_posts[0].body["summary"] and password not in card["fallbackText"]
+    assert secret_posts[0].body["summary"] == SECRET_PREVIEW == card["fallbackText"]
     # Nowhere else: no other conversation, no event, no outbox row, no stored card.
     assert all(password not in t for c in real.standin.posts() if c is not secret_posts[0]
                for t in real.standin.texts(c))

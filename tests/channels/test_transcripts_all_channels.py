@@ -13,6 +13,8 @@ from tests.channels.transcript_cases import ALL, CONVERSATIONS, console_events, 
 from tests.channels.transcript_slack import slack_transcript_events
 from tests.channels.transcript_teams import signature
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 
 @pytest.mark.parametrize("name", ALL)
 async def test_same_transcript_on_console_and_slack(name: str, tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import pytest
 from bot.graph.directory import AutoReplies, BadRequest, NotFound
 from tests.standins.backends import Backend, make_backend
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 ALICE = "0d8f8a1e-0000-4000-8000-000000000001"
 BOB = "0d8f8a1e-0000-4000-8000-000000000002"
 CAROL = "0d8f8a1e-0000-4000-8000-000000000003"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import pytest
 from sqlalchemy import select
 
 from bot.core.models import Address, Outbound, Platform, Reply
@@ -27,6 +28,8 @@ from bot.store.migrate import upgrade
 from bot.store.repos import UnitOfWork
 from bot.store.tables import OutboxRow
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,9 +37,13 @@ class Crash(BaseException):
     """The process dies: nothing after this point runs (not an Exception a worker could catch)."""
 
 
+# One clock governs the code under test: rows are queued with it and the worker reads it.
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+        self.now = START
 
     def __call__(self) -> datetime:
         return self.now
@@ -69,8 +76,9 @@ async def _db(tmp_path: Path) -> tuple[Any, Any, str]:
     engine = create_engine(url)
     sessions = session_factory(engine)
     async with sessions() as session, session.begin():
-        UnitOfWork(session).enqueue(Outbound(Address(Platform.CONSOLE, "alice@example.com"), Reply(text="hello")),
-                                    idempotency_key="ticket:HD-1001:relay:1")
+        UnitOfWork(session, now=START).enqueue(
+            Outbound(Address(Platform.CONSOLE, "alice@example.com"), Reply(text="hello")),
+            idempotency_key="ticket:HD-1001:relay:1")
     return engine, sessions, url
 
 
@@ -177,7 +185,7 @@ async def test_update_waits_for_the_post_it_edits(tmp_path: Path) -> None:
     """`outbox:<key>` references resolve to the delivered message's id, never before it exists."""
     engine, sessions, _ = await _db(tmp_path)
     async with sessions() as session, session.begin():
-        UnitOfWork(session).enqueue(
+        UnitOfWork(session, now=START).enqueue(
             Outbound(Address(Platform.CONSOLE, "alice@example.com"), Reply(text="edited"),
                      update_ref="outbox:ticket:HD-1001:relay:1"),
             idempotency_key="edit-1", kind="update")

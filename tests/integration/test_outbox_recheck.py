@@ -21,6 +21,8 @@ from bot.store.migrate import upgrade
 from bot.store.repos import UnitOfWork
 from bot.store.tables import OutboxRow
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 KEY = "ticket:HD-1001:relay:1"
 
 
@@ -58,8 +60,9 @@ async def _interrupted_row(tmp_path: Path, clock: Clock) -> tuple[Any, Any]:
     engine = create_engine(url)
     sessions = session_factory(engine)
     async with sessions() as session, session.begin():
-        UnitOfWork(session).enqueue(Outbound(Address(Platform.CONSOLE, "alice@example.com"), Reply(text="hello")),
-                                    idempotency_key=KEY)
+        # Queued with the same clock the worker reads (one clock governs the code under test).
+        UnitOfWork(session, now=clock.now).enqueue(
+            Outbound(Address(Platform.CONSOLE, "alice@example.com"), Reply(text="hello")), idempotency_key=KEY)
     async with sessions() as session, session.begin():
         row = (await session.execute(select(OutboxRow))).scalar_one()
         # A worker claimed it, called the platform and died before recording the result.

@@ -28,7 +28,7 @@ ALICE = Person("0d8f8a1e-0000-4000-8000-000000000001", "alice@example.com", "Ali
 TOM = Person("0d8f8a1e-0000-4000-8000-000000000010", "tom.tech@example.com", "Tom Technician",
              roles=frozenset({Role.EMPLOYEE, Role.TECHNICIAN}))
 
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+pytestmark = [pytest.mark.clock, pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)]
 
 
 class TurnContext:

@@ -14,6 +14,8 @@ from bot.store.migrate import upgrade
 from bot.store.tables import ConversationRow, EventRow, ProcessedEventRow
 from tests.helpers import GREETING_FLOW, INTAKE_FLOW, settings_with_flows
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 
 async def test_migrations_from_empty(db_url: str) -> None:
     await upgrade(db_url)
@@ -123,7 +125,35 @@ async def test_unknown_person_gets_a_clear_answer(tmp_path: Path, sqlite_url: st
     try:
         result = await app.pipeline.handle(text_incoming("mallory@evil.example", "reset the CEO's password"))
         assert "couldn't find your account" in result.replies[0].reply.text
-        assert [e["type"] for e in result.events] == ["person_unknown"]
+        assert [e["type"] for e in result.events] == ["person_unknown", "reply"]
+        assert result.events[1]["text"] == result.replies[0].reply.text  # every reply seen is an event
+    finally:
+        await app.aclose()
+
+
+@pytest.mark.parametrize("status", [None, 500])
+async def test_directory_down_reply_is_an_event_and_says_what_happened(tmp_path: Path, sqlite_url: str,
+                                                                        status: int | None) -> None:
+    """`simulate --json` shows the "directory unavailable" reply; a 500 is an error from Microsoft
+    365, not "can't reach"."""
+    from bot.graph.directory import Unavailable
+
+    app = await _app(tmp_path, sqlite_url)
+
+    class Down:
+        async def resolve(self, user: object) -> None:
+            raise Unavailable("get_user: HTTP 500" if status else "Graph unreachable", status=status)
+
+    app.pipeline.resolver = Down()
+    try:
+        result = await app.pipeline.handle(text_incoming("alice@example.com", "my vpn is broken"))
+        text = result.replies[0].reply.text
+        assert [e["type"] for e in result.events] == ["directory_unavailable", "reply"]
+        assert result.events[1]["text"] == text
+        if status:
+            assert "answered with an error" in text and "can't reach" not in text
+        else:
+            assert "can't reach the company directory" in text
     finally:
         await app.aclose()
 

@@ -19,7 +19,7 @@ from bot.store.db import create_engine, session_factory
 from bot.store.migrate import upgrade
 from bot.store.tables import EventRow, OutboxRow, TicketRow
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.postgres  # a load test: not re-run under faketime (.ci/run), its deadlines are wall-clock
 ROOT = Path(__file__).resolve().parents[2]
 TECHS = ["tom.tech@example.com", "tina.tech@example.com", "theo.tech@example.com", "ada.admin@example.com"]
 CLAIMANTS = 50

@@ -85,6 +85,8 @@ class Backend:
                 )
             elif kind == "throttled":
                 self.standin.fail(method, path, 429, "TooManyRequests", retry_after="3600", times=50)
+            elif kind == "server_error":
+                self.standin.fail(method, path, 500, "generalException", times=50)
             else:
                 self.standin.fail(method, path, 503, "serviceNotAvailable", times=50)
             return
@@ -100,6 +102,7 @@ class Backend:
             ),
             "throttled": Throttled("throttled", status=429, code="TooManyRequests", operation=operation),
             "unavailable": Unavailable("down", status=503, code="serviceNotAvailable", operation=operation),
+            "server_error": Unavailable("error", status=500, code="generalException", operation=operation),
         }[kind]
         self.demo.fail_next(operation, error)
 

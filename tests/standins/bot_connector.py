@@ -5,6 +5,13 @@ activity id), `PUT .../activities/{id}` (update), `DELETE .../activities/{id}`, 
 `POST /v3/conversations` (opens a personal chat when the member has "installed" the app, else 403
 like Teams). Failures can be injected: `fail(status, times=1, retry_after=..., method=..., path=...)`.
 
+It also publishes OpenID metadata and signing keys in Microsoft's shapes, so tests sign tokens with
+their own keys and point `teams.openid_metadata_url` / `teams.entra_openid_metadata_url` here:
+`GET /v1/.well-known/openidconfiguration` -> `jwks_uri` `/v1/.well-known/keys` (Bot Connector keys,
+each with `endorsements`), and `GET /botframework.com/v2.0/.well-known/openid-configuration` ->
+`/common/discovery/v2.0/keys` (Entra keys, no endorsements). `publish(public_key, kid, ...)` adds a
+key; `openid_requests` records every fetch.
+
 Run standalone to watch a bot talk (point the activities' serviceUrl at it):
 
     python -m tests.standins.bot_connector --port 39782
@@ -56,6 +63,8 @@ class BotConnectorStandIn:
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.jwks: dict[str, list[dict[str, Any]]] = {"connector": [], "entra": []}
+        self.openid_requests: list[str] = []
 
     # ----- control ----------------------------------------------------------------------
 
@@ -70,6 +79,44 @@ class BotConnectorStandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
+    @property
+    def openid_metadata_url(self) -> str:
+        return f"{self.url}v1/.well-known/openidconfiguration"
+
+    @property
+    def entra_metadata_url(self) -> str:
+        return f"{self.url}botframework.com/v2.0/.well-known/openid-configuration"
+
+    def publish(self, public_key: Any, kid: str, *, endorsements: list[str] | None = None,
+                document: str = "connector") -> None:
+        """Publish an RSA public key (a `cryptography` key) under `kid`; Bot Connector keys carry
+        `endorsements` (the channel ids they may sign for), as Microsoft's do."""
+        from jwt.algorithms import RSAAlgorithm
+
+        jwk: dict[str, Any] = {**RSAAlgorithm.to_jwk(public_key, as_dict=True), "kid": kid, "use": "sig"}
+        if endorsements is not None:
+            jwk["endorsements"] = list(endorsements)
+        self.jwks[document] = [k for k in self.jwks[document] if k["kid"] != kid] + [jwk]
+
+    async def _openid(self, request: web.Request) -> web.Response:
+        self.openid_requests.append(request.path)
+        if request.path == "/v1/.well-known/openidconfiguration":
+            return web.json_response({
+                "issuer": "https://api.botframework.com",
+                "authorization_endpoint": "https://invalid.botframework.com",
+                "jwks_uri": f"{self.url}v1/.well-known/keys",
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"]})
+        if request.path == "/botframework.com/v2.0/.well-known/openid-configuration":
+            return web.json_response({
+                "token_endpoint": "https://login.microsoftonline.com/botframework.com/oauth2/v2.0/token",
+                "jwks_uri": f"{self.url}common/discovery/v2.0/keys",
+                "issuer": "https://login.microsoftonline.com/{tenantid}/v2.0",
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"]})
+        document = "connector" if request.path == "/v1/.well-known/keys" else "entra"
+        return web.json_response({"keys": self.jwks[document]})
+
     def sent(self, method: str | None = None) -> list[Call]:
         """Successful calls (optionally of one method), in order."""
         return [c for c in self.calls if c.status < 300 and (method is None or c.method == method)]
@@ -80,7 +127,7 @@ class BotConnectorStandIn:
                 and (conversation_contains is None or conversation_contains in c.conversation_id)]
 
     def texts(self, call: Call) -> list[str]:
-        """Every TextBlock text of a recorded message's card (and its plain text)."""
+        """Every TextBlock and TextRun text of a recorded message's card (and its plain text)."""
         found: list[str] = []
         body = call.body if isinstance(call.body, dict) else {}
         if body.get("text"):
@@ -88,7 +135,7 @@ class BotConnectorStandIn:
 
         def walk(node: Any) -> None:
             if isinstance(node, dict):
-                if node.get("type") == "TextBlock" and "text" in node:
+                if node.get("type") in ("TextBlock", "TextRun") and "text" in node:
                     found.append(str(node["text"]))
                 for value in node.values():
                     walk(value)
@@ -169,6 +216,9 @@ class BotConnectorStandIn:
 
     def app(self) -> web.Application:
         app = web.Application()
+        for path in ("/v1/.well-known/openidconfiguration", "/v1/.well-known/keys",
+                     "/botframework.com/v2.0/.well-known/openid-configuration", "/common/discovery/v2.0/keys"):
+            app.router.add_get(path, self._openid)
         app.router.add_post("/v3/conversations", self._handle)
         app.router.add_post("/v3/conversations/{conversation_id}/activities", self._handle)
         app.router.add_post("/v3/conversations/{conversation_id}/activities/{activity_id}", self._handle)

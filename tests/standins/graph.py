@@ -7,6 +7,10 @@ configured exactly as in production: `HELPDESK_GRAPH__AUTHORITY_HOST`, `__BASE_U
 It follows Microsoft's documented shapes:
 - `GET /{tenant}/v2.0/.well-known/openid-configuration`, `POST /{tenant}/oauth2/v2.0/token`
   (client credentials with a secret or a JWT client assertion; AADSTS errors as the real endpoint);
+  user sign-in (OpenID Connect authorization code + PKCE): `authorize(url, email)` plays the browser
+  at `/oauth2/v2.0/authorize` and returns the redirect with `code` and `state`; the token endpoint
+  redeems the code once, checking redirect_uri, client secret and the S256 code_verifier, and answers
+  with an ID token (preferred_username, tid, aud, iss, nonce);
 - users (by id or UPN; `$filter` on mail / userPrincipalName; `$select`), `passwordProfile` PATCH
   (204; complexity and privileged-target rules), `revokeSignInSessions` (200 `{"value": true}`),
   `transitiveMemberOf` (groups and directory roles, paged), `licenseDetails`, authentication
@@ -14,7 +18,8 @@ It follows Microsoft's documented shapes:
   groups (`$filter`, owners, `members/$ref` 204 / 400 already a member / 404), Intune managed
   devices and `syncDevice` / `rebootNow` (204), `mailboxSettings` GET/PATCH (200), OneDrive quota,
   the mailbox usage report (302 to a pre-authenticated CSV download), `sendMail` (202), `$batch`
-  (max 20, unique ids, responses in another order, inner errors), `@odata.nextLink` paging;
+  (max 20, unique ids, responses in another order, inner errors), `@odata.nextLink` paging,
+  Teams app installation for a user (`teamwork/installedApps`: 201, 409 Conflict when installed);
 - errors as `{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}`,
   with `request-id` headers on every response, and injectable faults: 429 with `Retry-After`, 503
   without it, 403 `Authorization_RequestDenied`, and so on.
@@ -31,8 +36,9 @@ import re
 import secrets
 import ssl
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,6 +113,8 @@ class StandInState:
     mailbox_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     mailbox: dict[str, tuple[int, int]] = field(default_factory=dict)
     drive: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Teams apps installed in a user's personal scope: user id -> {installation id: catalog app id}.
+    teams_apps: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def _iso(value: datetime | None = None) -> str:
@@ -140,9 +148,19 @@ class GraphStandIn:
         self.faults: list[Fault] = []
         self.tokens: set[str] = set()
         self.token_requests = 0
+        # Authorization codes issued by `authorize` (sign-in), redeemed once at the token endpoint.
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.id_token_clock: Any = None  # seconds since the epoch for ID tokens (default: time.time)
         self.sent_mail: list[SentMail] = []
         self.downloads_with_auth = 0
         self._reports: dict[str, str] = {}
+        # Microsoft 365's default since 2021 ("Display concealed user, group, and site names in all
+        # reports" off, adminReportSettings.displayConcealedNames false): names become hashes.
+        self.conceal_report_names = False
+        # Teams app catalog ids known to `installedApps` (None: any id), and a hook told of each
+        # install (so a Bot Connector stand-in can open chats for that person afterwards).
+        self.teams_catalog: set[str] | None = None
+        self.on_app_installed: Callable[[str, str], None] | None = None
         self._lock = threading.Lock()
         self.seed(seed if seed is not None else yaml.safe_load(DEMO_FILE.read_text(encoding="utf-8")))
 
@@ -411,6 +429,62 @@ class GraphStandIn:
             request=request,
         )
 
+    def authorize(self, url: str, email: str) -> str:
+        """The browser at the authorization endpoint: `email` signs in; returns the redirect URL
+        (redirect_uri?code=...&state=...). Checks what Entra ID checks of the request."""
+        parts = urlsplit(url)
+        params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if not parts.path.endswith(f"/{self.tenant_id}/oauth2/v2.0/authorize"):
+            raise AssertionError(f"not this tenant's authorization endpoint: {url}")
+        if params.get("client_id") != self.client_id:
+            raise AssertionError("AADSTS700016: unknown client_id")
+        if params.get("response_type") != "code" or "openid" not in params.get("scope", "").split():
+            raise AssertionError("expected response_type=code with the openid scope")
+        if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+            raise AssertionError("PKCE (S256) is required")
+        user = next((u for u in self.state.users.values()
+                     if str(u.get("userPrincipalName", "")).lower() == email.lower()
+                     or str(u.get("mail") or "").lower() == email.lower()), None)
+        if user is None:
+            raise AssertionError(f"AADSTS50034: the user account {email} does not exist in the directory")
+        code = "0.A" + secrets.token_urlsafe(48)
+        self.codes[code] = {"redirect_uri": params.get("redirect_uri", ""), "challenge": params["code_challenge"],
+                            "nonce": params.get("nonce"), "user": user}
+        return f"{params['redirect_uri']}?code={code}&state={params.get('state', '')}&session_state=x"
+
+    def _redeem_code(self, request: httpx.Request, origin: str, form: dict[str, str]) -> httpx.Response:
+        import hashlib
+
+        grant = self.codes.pop(form.get("code", ""), None)
+        if grant is None:
+            return self._token_error(request, 400, "invalid_grant", 54005,
+                                     "OAuth2 Authorization code was already redeemed, please retry with a new "
+                                     "valid code or use an existing refresh token.")
+        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+            return self._token_error(request, 401, "invalid_client", 7000215, "Invalid client secret provided.")
+        if form.get("redirect_uri") != grant["redirect_uri"]:
+            return self._token_error(request, 400, "invalid_grant", 50011,
+                                     "The redirect URI specified in the request does not match.")
+        verifier = form.get("code_verifier", "")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if challenge != grant["challenge"]:
+            return self._token_error(request, 400, "invalid_grant", 501481,
+                                     "The Code_Verifier does not match the code_challenge supplied in the "
+                                     "authorization request.")
+        user = grant["user"]
+        now = int(self.id_token_clock() if self.id_token_clock else time.time())
+        claims = {"aud": self.client_id, "iss": f"{origin}/{self.tenant_id}/v2.0", "iat": now, "nbf": now,
+                  "exp": now + 3600, "name": user.get("displayName", ""), "oid": user["id"],
+                  "preferred_username": user.get("userPrincipalName", ""), "sub": "s-" + user["id"],
+                  "tid": self.tenant_id, "ver": "2.0", "nonce": grant["nonce"]}
+        header = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"RS256","kid":"standin"}').rstrip(b"=").decode()
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+        id_token = f"{header}.{payload}.c2lnbmF0dXJl"
+        access_token = "eyJ0eXAi." + secrets.token_urlsafe(24)
+        return httpx.Response(200, json={"token_type": "Bearer", "scope": "openid profile email", "expires_in": 3599,
+                                         "ext_expires_in": 3599, "access_token": access_token,
+                                         "id_token": id_token}, request=request)
+
     def _token(self, request: httpx.Request, origin: str, body: str) -> httpx.Response:
         self.token_requests += 1
         for fault in self._take_fault("POST", "/oauth2/v2.0/token"):
@@ -422,6 +496,8 @@ class GraphStandIn:
                 request=request,
             )
         form = {k: v[0] for k, v in parse_qs(body).items()}
+        if form.get("grant_type") == "authorization_code":
+            return self._redeem_code(request, origin, form)
         if form.get("grant_type") != "client_credentials":
             return self._token_error(
                 request, 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
@@ -595,6 +671,8 @@ class GraphStandIn:
                 return self._json(request, 200, self._select(drive, params))
             if tail == ["sendMail"] and method == "POST":
                 return self._send_mail(request, segs[1], payload)
+            if tail[:2] == ["teamwork", "installedApps"]:
+                return self._installed_apps(request, method, uid, tail[2:], payload)  # type: ignore[arg-type]
         if segs[0] == "groups":
             if n == 1 and method == "GET":
                 expression = params.get("$filter", "")
@@ -654,6 +732,35 @@ class GraphStandIn:
                 request=request,
             )
         return self._error(request, 400, "BadRequest", f"Resource not found for the segment '{segs[0]}'.")
+
+    def _installed_apps(
+        self, request: httpx.Request, method: str, uid: str, rest: list[str], payload: Any
+    ) -> httpx.Response:
+        """`/users/{id}/teamwork/installedApps`: POST installs an app from the catalog in the user's
+        personal scope (201, no body; 409 Conflict when it is already installed; 404 for an app
+        not in the catalog when `teams_catalog` is set), GET lists installations."""
+        installed = self.state.teams_apps.setdefault(uid, {})
+        if not rest and method == "POST":
+            bind = payload.get("teamsApp@odata.bind") if isinstance(payload, dict) else None
+            match = re.fullmatch(r"https://[^/]+/v1\.0/appCatalogs/teamsApps/([^/]+)", str(bind or ""))
+            if match is None:
+                return self._error(request, 400, "BadRequest", "Invalid bind property name teamsApp in request.")
+            app_id = match.group(1)
+            if self.teams_catalog is not None and app_id not in self.teams_catalog:
+                return self._error(request, 404, "NotFound", f"App with id '{app_id}' was not found in the catalog.")
+            if app_id in installed.values():
+                return self._error(request, 409, "Conflict", "App is already installed for this user.")
+            installation = base64.b64encode(f"{uid}##{app_id}".encode()).decode()
+            installed[installation] = app_id
+            if self.on_app_installed is not None:
+                self.on_app_installed(uid, app_id)
+            rid, crid = self._rid(request)
+            return httpx.Response(201, headers={"request-id": rid, "client-request-id": crid}, request=request)
+        if not rest and method == "GET":
+            items = [{"id": iid, "teamsApp": {"id": app_id, "distributionMethod": "organization"}}
+                     for iid, app_id in installed.items()]
+            return self._json(request, 200, {"value": items})
+        return self._error(request, 400, "BadRequest", "Resource not found for the segment 'installedApps'.")
 
     def _user_id(self, key: str) -> str | None:
         if key in self.state.users:
@@ -905,12 +1012,17 @@ class GraphStandIn:
         rows = [header]
         for uid, (used, total) in self.state.mailbox.items():
             u = self.state.users[uid]
+            upn, display = u["userPrincipalName"], u["displayName"]
+            if self.conceal_report_names:
+                import hashlib
+
+                upn = display = hashlib.md5(upn.encode(), usedforsecurity=False).hexdigest().upper()
             rows.append(
                 ",".join(
                     [
                         "2026-09-20",
-                        u["userPrincipalName"],
-                        u["displayName"],
+                        upn,
+                        display,
                         "False",
                         "",
                         "2024-01-01",

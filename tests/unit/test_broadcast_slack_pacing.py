@@ -22,6 +22,8 @@ from bot.settings import SlackSettings
 from bot.store.repos import reply_to_json
 from tests.standins.slack_api import BOT_USER, SlackStandIn, dm_of, synthetic_members
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 
 class VirtualTime:
     def __init__(self) -> None:

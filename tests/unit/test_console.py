@@ -177,3 +177,14 @@ def test_an_unknown_helpdesk_command_is_read_as_a_request(tmp_path: Path, monkey
 
     result = CliRunner().invoke(app, ["simulate", str(transcript), "--json"])
     assert result.exit_code == 0, result.output
+
+
+async def test_a_recalled_notice_is_said_not_printed_as_an_empty_line() -> None:
+    from bot.channels.console.chat import ConsoleChat
+
+    out = io.StringIO()
+    chat = ConsoleChat(app=None, email="alice@example.com", out=out)
+    await chat._delivered("alice@example.com", Reply(text=""), "delete", None)  # type: ignore[arg-type]
+    await chat._delivered("alice@example.com", Reply(text="  "), "update", None)  # type: ignore[arg-type]
+    lines = out.getvalue().splitlines()
+    assert lines == ["bot> (an earlier notice was withdrawn)"]

@@ -6,6 +6,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from jinja2 import Environment
 
 from bot.core.ports import ActionOutcome, KbHit, KbResult
@@ -30,6 +31,8 @@ from bot.engine.engine import (
 )
 from bot.engine.loader import Known, parse_flow
 from bot.engine.spec import Flow
+
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

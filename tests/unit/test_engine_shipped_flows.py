@@ -32,6 +32,8 @@ from bot.engine.loader import load_flows
 from bot.engine.spec import AskStep
 from bot.render.renderer import Renderer
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 FLOWS = load_flows(ROOT / "flows", known_references()).flows

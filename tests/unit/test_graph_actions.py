@@ -263,6 +263,42 @@ async def test_technician_approval_verification(make: Factory) -> None:
     only(await h.run("revoke_sessions"), "done", ok=True)
 
 
+@pytest.mark.parametrize("mode", ["email_code", "technician_approval"])
+async def test_synced_account_refused_before_any_identity_check(make: Factory, mode: str) -> None:
+    """The refusal is known up front: no code mailed and no technician asked for nothing."""
+    h = make(verification=mode)
+    outcome = await h.run("reset_password", DAVE)
+    only(outcome, "not_cloud_account", ok=False)
+    assert outcome.escalate
+    assert h.backend.sent_mail() == [] and h.ctx.notices == []
+    assert not h.ctx.of("verification_requested") and not h.ctx.of("verification_sent")
+
+
+async def test_technicians_are_asked_about_the_employee_in_the_third_person(make: Factory) -> None:
+    h = make(verification="technician_approval")
+    await h.run("mfa_reset", BOB, remove_method="keep")
+    text = h.ctx.notices[0].text
+    assert "Bob Builder (bob@example.com) asked the help desk bot to issue them a Temporary Access Pass" in text
+    assert "your" not in text.lower().split("asked", 1)[1]
+
+
+async def test_refused_or_expired_approval_is_not_asked_again(make: Factory) -> None:
+    """The waiting conversation carries on with the decision; nobody is pinged a second time."""
+    h = make(verification="technician_approval")
+    pending = await h.run("reset_password", BOB)
+    only(pending, "pending_approval", ok=True)
+    check = str(pending.data["verification_id"])
+    deny = h.ctx.notices[1].buttons[1].value
+    only(await h.runner.approvals.handle_approval(deny, TOM, h.ctx, session=None), "denied")  # type: ignore[arg-type]
+    asked = len(h.ctx.notices)
+    refused = await h.run("reset_password", BOB, approval_id=check)
+    only(refused, "verification_denied", ok=False)
+    assert refused.escalate and refused.secret is None
+    expired = await h.run("reset_password", BOB, approval_id="ver-0000000000000000")
+    only(expired, "approval_expired", ok=False)
+    assert len(h.ctx.notices) == asked
+
+
 async def test_technician_approval_needs_a_technician(make: Factory) -> None:
     h = make(verification="technician_approval")
     await h.run("revoke_sessions")
@@ -314,6 +350,23 @@ async def test_revoke_sessions(make: Factory) -> None:
     outcome = await h.run("revoke_sessions")
     only(outcome, "done", ok=True)
     assert outcome.request_id
+
+
+async def test_graph_500_is_an_error_from_microsoft_365_not_unreachable(make: Factory) -> None:
+    h = make(verification="none")
+    h.backend.fail("revoke_sessions", "server_error")
+    outcome = await h.run("revoke_sessions")
+    only(outcome, "unavailable", ok=False)
+    assert "answered with an error" in outcome.message and "can't reach" not in outcome.message
+    assert outcome.data["status"] == 500
+
+
+def test_unreachable_graph_is_said_to_be_unreachable() -> None:
+    from bot.graph.directory import Unavailable
+
+    runner = Harness(make_backend("demo")).runner
+    outcome = runner.failure(Unavailable("op: Graph unreachable (ConnectError)", operation="op"), "revoke_sessions")
+    assert "can't reach Microsoft 365" in outcome.message
 
 
 async def test_revoke_sessions_unavailable(make: Factory) -> None:
@@ -562,8 +615,25 @@ async def test_storage_quota_partial_when_report_denied(make: Factory) -> None:
     h = make()
     h.backend.fail("mailbox_usage", "permission")
     outcome = await h.run("storage_quota", BOB)
-    only(outcome, "ok", ok=True)
+    only(outcome, "mailbox_unknown", ok=True)
     assert "onedrive" in outcome.data and "mailbox" not in outcome.data
+    assert "plenty of room" not in outcome.message and "can't see your mailbox size" in outcome.message
+
+
+async def test_storage_quota_with_concealed_report_names_never_says_plenty_of_room() -> None:
+    """Microsoft 365 conceals user names in usage reports by default: the alice's 90%-full mailbox
+    can't be matched, so the bot says it can't see it rather than judging from OneDrive alone."""
+    backend = make_backend("graph")
+    assert backend.standin is not None
+    backend.standin.conceal_report_names = True
+    h = Harness(backend)
+    try:
+        outcome = await h.run("storage_quota", ALICE)
+    finally:
+        await backend.directory.aclose()
+    assert outcome.code in ("mailbox_unknown", "nearly_full")
+    assert "plenty of room" not in outcome.message and "mailbox" not in outcome.data
+    assert "can't see your mailbox size" in outcome.message
 
 
 async def test_storage_quota_protected_account_may_read(make: Factory) -> None:

@@ -23,6 +23,8 @@ from bot.graph.graph_directory import REQUIRED
 from bot.settings import GraphSettings
 from tests.standins.graph import GraphStandIn
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 TENANT = "11111111-2222-4333-8444-555555555555"
 CLIENT = "66666666-7777-4888-8999-000000000000"
 

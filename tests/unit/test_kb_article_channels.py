@@ -3,6 +3,7 @@ and the title and summary shown once."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,43 @@ def test_console_gets_plain_markdown(shown: dict[Platform, str]) -> None:
     assert "## First checks" in text
     assert "VPN client (https://intranet.example.com/vpn)" in text
     assert "```\nvpnclient --reset\n```" in text
+
+
+ADJACENT_BOLD = """---
+id: bold-test
+title: Share a calendar
+summary: Open a colleague's calendar.
+category: email
+---
+# Share a calendar
+
+## Steps
+
+- **Outlook on the web:** **Calendar** → **Add calendar**, then **** nothing.
+"""
+
+
+@pytest.mark.parametrize("platform", [Platform.SLACK, Platform.TEAMS, Platform.CONSOLE])
+def test_adjacent_bold_spans_keep_their_space(platform: Platform) -> None:
+    """"**Outlook on the web:** **Calendar**" once became "Outlook on the web:Calendar" (7 articles)."""
+    article = parse_article(ADJACENT_BOLD, path=Path("bold-test.md"))
+    assert article is not None
+    data = article_to_dict(article)
+    text = Renderer().text(platform, template="kb_article",
+                           context={"title": data["title"], "summary": data["summary"], "article": data})
+    words = text.replace("*", "")
+    assert "Outlook on the web: Calendar → Add calendar" in words, text
+    assert "web:Calendar" not in words
+
+
+def test_every_shipped_article_keeps_the_space_between_bold_spans() -> None:
+    root = Path(__file__).resolve().parents[2] / "kb_articles"
+    for path in sorted(root.glob("*.md")):
+        article = parse_article(path.read_text(encoding="utf-8"), path=path)
+        if article is None or "** **" not in path.read_text(encoding="utf-8"):
+            continue
+        data = article_to_dict(article)
+        text = Renderer().text(Platform.CONSOLE, template="kb_article",
+                               context={"title": data["title"], "summary": data["summary"], "article": data})
+        assert "****" not in text, path.name
+        assert not re.search(r"[a-z]:[A-Z]", text.replace("**", "")), path.name  # "web:Calendar"

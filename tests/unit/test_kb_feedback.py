@@ -15,6 +15,8 @@ from bot.store.db import create_engine, session_factory
 from bot.store.migrate import upgrade
 from bot.store.tables import EventRow
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2025, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -84,3 +86,12 @@ async def test_stats_per_article(session: AsyncSession) -> None:
     assert (b.shown, b.opened, b.solved, b.unsolved) == (1, 0, 0, 1)
     assert a.solve_rate == 0.5 and b.solve_rate == 0.0
     assert [s.article_id for s in await feedback.stats(session)] == ["a", "b"]
+
+
+async def test_solved_is_credited_only_to_the_article_that_solved_it(session: AsyncSession) -> None:
+    await add(session, feedback.KB_SUGGESTED, {"articles": ["a", "b", "c"], "query": "q"})
+    await add(session, feedback.KB_SOLVED, {"articles": ["a", "b", "c"], "article": "b"})
+    await add(session, feedback.KB_SOLVED, {"articles": ["a", "c"]})  # none opened: nobody credited
+    await add(session, feedback.KB_SOLVED, {"articles": ["c"]})  # the only one shown
+    rows = {s.article_id: s for s in await feedback.stats(session)}
+    assert (rows["a"].solved, rows["b"].solved, rows["c"].solved) == (0, 1, 1)

@@ -22,6 +22,8 @@ from bot.store.repos import UnitOfWork
 from bot.store.tables import IncidentRecipientRow, IncidentTicketRow, OutboxRow
 from tests.helpers import GREETING_FLOW, settings_with_flows
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 EMAIL_FLOW = """
 id: email
 title: Email problems

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.tickets.sla import BusinessCalendar, describe_minutes, elapsed_minutes, reading
+
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
 
 BERLIN = BusinessCalendar.build("Europe/Berlin", ["mon", "tue", "wed", "thu", "fri"], "09:00", "17:00",
                                 [date(2026, 12, 25)])

@@ -38,6 +38,12 @@ class ConsoleChat:
             self.pending_form = reply.form
 
     async def _delivered(self, email: str, reply: Reply, kind: str, delivery: Delivery) -> None:
+        if kind == "delete":
+            # A recalled notice has no text of its own: say what happened, never an empty "bot>".
+            print("bot> (an earlier notice was withdrawn)", file=self.out, flush=True)
+            return
+        if not reply.text.strip() and not reply.buttons and reply.form is None:
+            return
         label = "bot (update)" if kind == "update" else "bot"
         self.show(reply, prefix=label)
 

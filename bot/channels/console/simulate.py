@@ -189,6 +189,14 @@ def load_transcript(path: Path) -> dict[str, Any]:
     return data
 
 
+def transcript_settings(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The transcript's `settings:` block (section -> {key: value}), checked; overrides the config."""
+    block = doc.get("settings") or {}
+    if not isinstance(block, Mapping) or not all(isinstance(v, Mapping) for v in block.values()):
+        raise TranscriptError("`settings:` must map sections to {key: value}, e.g. {tickets: {auto_close_days: 3}}")
+    return {str(k): dict(v) for k, v in block.items()}
+
+
 def check_expectations(events: list[dict[str, Any]], expected: list[Mapping[str, Any]]) -> list[str]:
     """Each expected event must appear, in order. A string value starting with `~` matches as a
     case-insensitive substring; `!type` in place of `type` means no such event may follow."""

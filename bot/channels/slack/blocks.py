@@ -18,8 +18,8 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.core.models import Button, Form, FormField, Reply
-from bot.render.renderer import Renderer
+from bot.core.models import SECRET_PREVIEW, Button, Form, FormField, Reply
+from bot.render.renderer import Renderer, escape_mrkdwn
 
 SECTION_TEXT = 3000
 MESSAGE_BLOCKS = 50
@@ -182,6 +182,8 @@ class BlockKit:
             rich = dict(reply.rich["slack"])
             rich.setdefault("text", cut(reply.text, FALLBACK_TEXT))
             return rich
+        if reply.secret:
+            return self._secret(reply)
         text = reply.text.strip()
         rest = ""
         if len(text) > MAX_MESSAGE_TEXT:
@@ -205,6 +207,21 @@ class BlockKit:
         items.extend(rows)
         return self._render("message.json.j2", {"fallback": cut(reply.text.strip(), FALLBACK_TEXT) or " ",
                                                 "items": items})
+
+    def _secret(self, reply: Reply) -> dict[str, Any]:
+        """A secret shown once: the value exactly (rich text, no mrkdwn), and a notification
+        preview (`text`) that does not hold it."""
+        parts = reply.rich.get("secret") if reply.rich else None
+        if not isinstance(parts, Mapping) or "value" not in parts:
+            parts = {"label": "A private message", "value": "", "advice": "Ask me again to see it."}
+        advice = ("Only you can see this message. It is shown once and not stored anywhere. "
+                  + str(parts.get("advice") or "")).strip()
+        items: list[dict[str, Any]] = [
+            {"kind": "section", "text": escape_mrkdwn(str(parts.get("label") or "Your temporary password")) + ":"},
+            *([{"kind": "literal", "text": str(parts["value"])}] if parts["value"] else []),
+            {"kind": "section", "text": escape_mrkdwn(advice)},
+        ]
+        return self._render("message.json.j2", {"fallback": SECRET_PREVIEW, "items": items})
 
     def more_modal(self, key: str) -> dict[str, Any]:
         text = self.overflow.get(key)

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from bot.core.models import Button, Reply
+from bot.core.models import SECRET_PREVIEW, Button, Reply
 from bot.render.renderer import Renderer
 
 CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -56,6 +56,8 @@ def render_card(renderer: Renderer, reply: Reply, *, refresh_user_ids: tuple[str
     rich = reply.rich.get("teams") if reply.rich else None
     if isinstance(rich, dict) and rich.get("type") == "AdaptiveCard":
         return dict(rich)
+    if reply.secret:
+        return _secret_card(renderer, reply)
     context: dict[str, Any] = {
         "paragraphs": paragraphs(reply.text),
         "buttons": [_button(b) for b in reply.buttons],
@@ -85,11 +87,27 @@ def render_card(renderer: Renderer, reply: Reply, *, refresh_user_ids: tuple[str
     return card
 
 
+def _secret_card(renderer: Renderer, reply: Reply) -> dict[str, Any]:
+    parts = reply.rich.get("secret") if reply.rich else None
+    if not isinstance(parts, dict) or "value" not in parts:
+        # No parts to show exactly: say nothing of it rather than show it altered.
+        parts = {"label": "A private message", "value": "", "advice": "Ask me again to see it."}
+    from bot.render.renderer import escape_teams
+
+    label = escape_teams(str(parts.get("label") or "Your temporary password")) + ":"
+    advice = escape_teams(("Only you can see this message. It is shown once and not stored anywhere. "
+                           + str(parts.get("advice") or "")).strip())
+    card: dict[str, Any] = json.loads(renderer.raw("teams/card_secret.json.j2", {
+        "label": label, "value": str(parts["value"]), "advice": advice, "fallback_text": SECRET_PREVIEW}))
+    return card
+
+
 def message_activity(renderer: Renderer, reply: Reply) -> dict[str, Any]:
-    """The activity body the connector receives for a reply (POST or PUT)."""
+    """The activity body the connector receives for a reply (POST or PUT). A secret never goes in
+    the `summary` (the notification preview)."""
     card = render_card(renderer, reply)
     return {
         "type": "message",
-        "summary": plain_text(reply.text),
+        "summary": SECRET_PREVIEW if reply.secret else plain_text(reply.text),
         "attachments": [{"contentType": CARD_CONTENT_TYPE, "content": card}],
     }

@@ -17,10 +17,8 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlparse
 
 from microsoft_agents.activity import Activity
-from microsoft_agents.hosting.core import ClaimsIdentity
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -56,7 +54,7 @@ class TeamsChannel:
 
     async def handle_request(self, request: Request) -> Response:
         try:
-            claims = await self.authenticator.authenticate(request.headers.get("authorization"))
+            verified = await self.authenticator.authenticate(request.headers.get("authorization"))
         except Unauthorized as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
         try:
@@ -64,10 +62,14 @@ class TeamsChannel:
             activity = Activity.model_validate(body)
         except (ValueError, ValidationError):
             return JSONResponse({"error": "Invalid JSON or not an activity"}, status_code=400)
+        try:
+            # The raw strings, as the connector sent them (compared exactly, as the SDKs do).
+            self.authenticator.bind(verified, channel_id=_text(body.get("channelId")),
+                                    service_url=_text(body.get("serviceUrl")))
+        except Unauthorized as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
         if not activity.type or activity.conversation is None or not activity.conversation.id:
             return JSONResponse({"error": "Activity must have type and conversation.id"}, status_code=400)
-        if not _service_url_matches(claims, activity):
-            return JSONResponse({"error": "Service URL does not match the token"}, status_code=401)
         return await self.accept(activity)
 
     async def accept(self, activity: Activity) -> Response:
@@ -218,11 +220,5 @@ class TeamsChannel:
             return None
 
 
-def _service_url_matches(claims: ClaimsIdentity, activity: Activity) -> bool:
-    """The Bot Connector's token names the service URL it is for; replies must not be steered to
-    another host by an activity body that does not match its token."""
-    claimed = claims.get_claim_value("serviceurl") if claims is not None and claims.claims else None
-    if not claimed or not activity.service_url:
-        return True
-    return (urlparse(str(claimed)).hostname or "").lower() == (urlparse(str(activity.service_url)).hostname or "")\
-        .lower()
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

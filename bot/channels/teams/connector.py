@@ -1,7 +1,10 @@
 """Outgoing calls to the Bot Connector (the Agents SDK's `ConnectorClient`), paced and retried.
 
-- Token: the SDK's MSAL connection (app id + password or certificate, scope
-  `https://api.botframework.com/.default`); none at all in anonymous development mode.
+- Token: MSAL client credentials (app id + password or certificate) at `teams.oauth_authority` for
+  `teams.oauth_scope`, through httpx (HTTPS_PROXY, SSL_CERT_FILE honoured, no instance discovery:
+  national clouds work); none at all in anonymous development mode.
+- Where: the token is sent only to a service URL `auth.service_url_allowed` accepts (https, a host
+  in `teams.service_url_hosts`); anything else is refused before any connection is made.
 - Pacing: Teams throttles per bot per conversation (7 messages per second, 8 per 2 s, 60 per 30 s,
   1800 per hour at the time of writing) and per app per tenant (50 per second). Every call waits
   for room in its conversation's windows and in the app-wide rate, so a broadcast slows down
@@ -22,14 +25,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from microsoft_agents.activity import Activity, ChannelAccount, ConversationParameters
-from microsoft_agents.authentication.msal import MsalConnectionManager
-from microsoft_agents.hosting.core import AgentAuthConfiguration
 from microsoft_agents.hosting.core.connector.client import ConnectorClient
 
-from bot.channels.teams.auth import BOT_FRAMEWORK_RESOURCE, BOT_FRAMEWORK_SCOPE
+from bot.channels.teams.auth import service_url_allowed, token_authority
+from bot.graph.directory import DirectoryError
+from bot.graph.graph_client import MsalTokenProvider
+from bot.settings import GraphSettings, Settings, TeamsSettings
 
 log = logging.getLogger("bot.teams.connector")
 
@@ -39,18 +44,20 @@ UNREACHABLE = frozenset({403, 404})
 
 
 class ConnectorError(Exception):
-    def __init__(self, status: int | None, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, status: int | None, message: str, retry_after: float | None = None, *,
+                 refused: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.refused = refused  # never sent: the destination is not one the bot's token may go to
 
     @property
     def transient(self) -> bool:
-        return self.status is None or self.status in TRANSIENT
+        return not self.refused and (self.status is None or self.status in TRANSIENT)
 
     @property
     def unreachable(self) -> bool:
-        return self.status in UNREACHABLE
+        return self.refused or self.status in UNREACHABLE
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -113,21 +120,43 @@ def parse_windows(specs: Sequence[str]) -> list[tuple[int, float]]:
 
 
 class TokenSource:
-    """Bearer tokens for the connector; MSAL caches and renews them."""
+    """Bearer tokens for the connector from MSAL (cached and renewed by it), through httpx with the
+    environment's proxy and CA settings; none at all in anonymous development mode."""
 
-    def __init__(self, config: AgentAuthConfiguration | None) -> None:
-        self._manager = (MsalConnectionManager(connections_configurations={"SERVICE_CONNECTION": config})
-                         if config is not None and config.CLIENT_ID else None)
+    def __init__(self, provider: MsalTokenProvider | None) -> None:
+        self._provider = provider
 
     @property
     def anonymous(self) -> bool:
-        return self._manager is None
+        return self._provider is None
 
     async def token(self) -> str:
-        if self._manager is None:
+        if self._provider is None:
             return ""
-        provider = self._manager.get_default_connection()
-        return str(await provider.get_access_token(BOT_FRAMEWORK_RESOURCE, [BOT_FRAMEWORK_SCOPE]) or "")
+        try:
+            return await self._provider.token()
+        except DirectoryError as exc:  # token endpoint refused or unreachable: no secret in the message
+            raise ConnectorError(None, f"no connector token: {exc}") from None
+
+    def close(self) -> None:
+        if self._provider is not None:
+            self._provider.close()
+
+
+def connector_tokens(settings: Settings) -> TokenSource:
+    """The app's connector token source: client credentials (secret or certificate) at
+    `teams.oauth_authority` for `teams.oauth_scope` (see bot/channels/teams/auth.py)."""
+    teams = settings.teams
+    if not teams.app_id:
+        return TokenSource(None)
+    authority = token_authority(teams)
+    parts = urlsplit(authority)
+    tenant = parts.path.strip("/").split("/")[-1] or "botframework.com"
+    graph_like = GraphSettings(
+        tenant_id=tenant, client_id=teams.app_id, client_secret=teams.app_password,
+        certificate_path=settings.path(teams.certificate_path) if teams.certificate_path is not None else None,
+        authority_host=f"{parts.scheme}://{parts.netloc}")
+    return TokenSource(MsalTokenProvider(graph_like, scope=teams.oauth_scope))
 
 
 @dataclass
@@ -143,8 +172,10 @@ class TeamsConnector:
     CLIENT_TTL = 600.0  # rebuild the HTTP session (with a fresh token from MSAL's cache) this often
 
     def __init__(self, tokens: TokenSource, *, conversation_windows: Sequence[tuple[int, float]] = (),
-                 app_per_second: float = 30.0, timeout: float = 15.0) -> None:
+                 app_per_second: float = 30.0, timeout: float = 15.0,
+                 settings: TeamsSettings | None = None) -> None:
         self.tokens = tokens
+        self.settings = settings or TeamsSettings()
         self.conversation_pacer = SlidingWindows(conversation_windows)
         self.app_pacer = SlidingWindows([(max(1, int(app_per_second)), 1.0)])
         self.timeout = timeout
@@ -152,14 +183,22 @@ class TeamsConnector:
         self._lock = asyncio.Lock()
         self._retired: list[ConnectorClient] = []
 
+    def check_destination(self, service_url: str) -> None:
+        """The bot's token goes only to Microsoft's connector: https, an allowed host."""
+        if not self.tokens.anonymous and not service_url_allowed(service_url, self.settings):
+            raise ConnectorError(None, f"service URL refused (not https on a host in teams.service_url_hosts): "
+                                       f"{service_url[:200]}", refused=True)
+
     async def _client(self, service_url: str) -> ConnectorClient:
+        self.check_destination(service_url)
         async with self._lock:
             cached = self._clients.get(service_url)
             if cached is not None and time.monotonic() - cached.created < self.CLIENT_TTL:
                 return cached.client
             token = await self.tokens.token()
             session = aiohttp.ClientSession(base_url=service_url if service_url.endswith("/") else service_url + "/",
-                                            timeout=aiohttp.ClientTimeout(total=self.timeout))
+                                            timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                            trust_env=True)  # HTTPS_PROXY / NO_PROXY, like Graph
             client = ConnectorClient(service_url, token, session=session)
             if cached is not None:
                 self._retired.append(cached.client)  # in-flight calls may still use it; closed at shutdown
@@ -172,6 +211,7 @@ class TeamsConnector:
                 await client.close()
         self._clients.clear()
         self._retired.clear()
+        self.tokens.close()
 
     async def _call(self, service_url: str, pace_key: str | None,
                     operation: Callable[[ConnectorClient], Awaitable[T]]) -> T:

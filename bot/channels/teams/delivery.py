@@ -2,8 +2,10 @@
 
 - `Address(conversation_id="email:<addr>")` (someone we have not necessarily heard from on Teams):
   their personal chat if we know it, else the connector is asked to open one with their Entra
-  object id (the directory id). If the app is not installed for them the connector answers 403/404
-  and the message is `Unreachable` with that reason: reported, never retried forever.
+  object id (the directory id). If the app is not installed for them the connector answers 403/404;
+  with `teams.proactive_install` the app is then installed for them through Graph
+  (bot/channels/teams/install.py) and the chat opened again. Otherwise, or when Graph refuses, the
+  message is `Unreachable` with that reason: reported, never retried forever.
 - A thread (`thread_id`) is the channel's conversation id with `;messageid=<root>`.
 - `Address.user_id` set, or a private reply: the person's personal chat only.
 """
@@ -16,6 +18,7 @@ from typing import Any
 
 from bot.channels.teams.cards import is_live, message_activity
 from bot.channels.teams.connector import ConnectorError, TeamsConnector
+from bot.channels.teams.install import AppInstaller, InstallRefused, InstallUnavailable
 from bot.channels.teams.refs import RefStore
 from bot.channels.teams.translate import ConversationRef, split_thread, thread_conversation_id
 from bot.core.models import Address, Reply
@@ -39,8 +42,10 @@ class Target:
 
 class Deliverer:
     def __init__(self, connector: TeamsConnector, refs: RefStore, renderer: Renderer,
-                 settings: TeamsSettings) -> None:
+                 settings: TeamsSettings, installer: AppInstaller | None = None, directory: Any = None) -> None:
         self.connector = connector
+        self.installer = installer
+        self.directory = directory  # a bot.graph.directory.Directory: finds people never seen on Teams
         self.refs = refs
         self.renderer = renderer
         self.settings = settings
@@ -62,7 +67,7 @@ class Deliverer:
             return Target(row.service_url, row.conversation_id, row.conversation_id, True)
         if row is not None and not row.installed:
             raise Unreachable(f"not reachable on Teams: {row.reason or 'the app was removed from the chat'}")
-        member = user_id or aad_object_id or (await self.refs.directory_id(email) if email else None)
+        member = user_id or aad_object_id or (await self._directory_id(email) if email else None)
         who = email or aad_object_id or user_id or "that person"
         if not member:
             raise Unreachable(f"not reachable on Teams: {who} is not in the directory and has never "
@@ -74,10 +79,12 @@ class Deliverer:
             conversation_id = await self.connector.create_personal(service_url, tenant_id=tenant, bot_id=bot_id,
                                                                    member_id=member)
         except ConnectorError as exc:
-            if exc.unreachable or (exc.status is not None and 400 <= exc.status < 500 and not exc.transient):
-                raise Unreachable(f"not reachable on Teams: {who} has not installed the help desk app "
-                                  f"(connector {exc.status})") from None
-            raise
+            if exc.refused:
+                raise Unreachable(f"not reachable on Teams: {exc}") from None
+            if not (exc.unreachable or (exc.status is not None and 400 <= exc.status < 500 and not exc.transient)):
+                raise
+            conversation_id = await self._install_and_open(exc, service_url, tenant=tenant, bot_id=bot_id,
+                                                           member=member, who=who)
         if not conversation_id:
             raise Unreachable(f"not reachable on Teams: the connector opened no chat with {who}")
         await self.refs.remember(ConversationRef(conversation_id=conversation_id, service_url=service_url,
@@ -85,6 +92,48 @@ class Deliverer:
                                                  user_id=user_id, aad_object_id=aad_object_id
                                                  or (member if not member.startswith("29:") else None)))
         return Target(service_url, conversation_id, conversation_id, True)
+
+    async def _directory_id(self, email: str) -> str | None:
+        """Their Entra object id: from people the bot has seen, else from the directory."""
+        known = await self.refs.directory_id(email)
+        if known or self.directory is None:
+            return known
+        try:
+            user = await self.directory.find_user_by_email(email)
+        except Exception as exc:  # the directory is down: as if unknown, said in the log
+            log.warning("Teams: directory lookup for a proactive message failed: %s", type(exc).__name__)
+            return None
+        return str(user.id) if user is not None and getattr(user, "enabled", True) else None
+
+    async def _install_and_open(self, exc: ConnectorError, service_url: str, *, tenant: str | None,
+                                bot_id: str | None, member: str, who: str) -> str:
+        """The connector cannot open a chat with someone who has not installed the app: install it
+        for them through Graph (when allowed), then open the chat again."""
+        not_installed = (f"not reachable on Teams: {who} has not installed the help desk app "
+                         f"(connector {exc.status})")
+        if self.installer is None or member.startswith("29:"):
+            log.warning("Teams: a person is not reachable (app not installed; proactive install %s)",
+                        "off" if self.installer is None else "needs their Entra object id")
+            raise Unreachable(not_installed) from None
+        try:
+            outcome = await self.installer.install(member)
+        except InstallRefused as refused:
+            log.warning("Teams: a person is not reachable: %s", refused)
+            raise Unreachable(f"{not_installed}; installing it was refused: {refused}") from None
+        except InstallUnavailable as later:
+            raise ConnectorError(503, str(later)) from None  # transient: the outbox tries again later
+        try:
+            conversation_id = await self.connector.create_personal(service_url, tenant_id=tenant, bot_id=bot_id,
+                                                                   member_id=member)
+        except ConnectorError as again:
+            if again.transient and not again.refused:
+                raise
+            log.warning("Teams: a person is still not reachable after installing the app (connector %s)",
+                        again.status)
+            raise Unreachable(f"not reachable on Teams: the app was installed for {who} ({outcome}) but the "
+                              f"connector still refused the chat (connector {again.status})") from None
+        log.info("Teams: app %s for a person, personal chat opened", outcome)
+        return conversation_id
 
     async def target(self, address: Address) -> Target:
         if address.conversation_id.startswith("email:"):

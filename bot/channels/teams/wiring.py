@@ -6,12 +6,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.channels.teams.auth import RequestAuthenticator, TeamsConfigError, auth_configuration, check_settings
+from bot.channels.teams.auth import RequestAuthenticator, TeamsConfigError, check_settings
 from bot.channels.teams.channel import TeamsChannel
-from bot.channels.teams.connector import TeamsConnector, TokenSource, parse_windows
+from bot.channels.teams.connector import TeamsConnector, connector_tokens, parse_windows
 from bot.channels.teams.delivery import Deliverer
+from bot.channels.teams.install import AppInstaller
 from bot.channels.teams.refs import RefStore
 from bot.channels.teams.sender import TeamsSender
+from bot.graph.graph_client import GraphClient
 from bot.render.renderer import Renderer
 from bot.settings import Settings
 
@@ -21,14 +23,29 @@ if TYPE_CHECKING:
 SERVICE_KEY = "teams"
 
 
+def build_installer(settings: Settings, directory: Any = None) -> AppInstaller | None:
+    """The Graph app installer when `teams.proactive_install` is on: the app's Graph directory
+    client when it has one, else a client of its own (a separate `helpdesk worker`)."""
+    teams = settings.teams
+    if not teams.proactive_install:
+        return None
+    client = getattr(directory, "client", None)
+    if not isinstance(client, GraphClient):
+        from bot.graph.graph_client import MsalTokenProvider
+        from bot.graph.graph_directory import REQUIRED
+
+        client = GraphClient(settings.graph, MsalTokenProvider(settings.graph), required=REQUIRED)
+    return AppInstaller(client, teams.catalog_app_id)
+
+
 def build_deliverer(settings: Settings, sessions: async_sessionmaker[AsyncSession],
-                    renderer: Renderer | None = None) -> Deliverer:
+                    renderer: Renderer | None = None, directory: Any = None) -> Deliverer:
     check_settings(settings)
-    config = auth_configuration(settings)
-    tokens = TokenSource(config if settings.teams.app_id else None)
+    tokens = connector_tokens(settings)
     connector = TeamsConnector(tokens, conversation_windows=parse_windows(settings.teams.conversation_windows),
-                               app_per_second=settings.teams.app_messages_per_second)
-    return Deliverer(connector, RefStore(sessions), renderer or Renderer(), settings.teams)
+                               app_per_second=settings.teams.app_messages_per_second, settings=settings.teams)
+    return Deliverer(connector, RefStore(sessions), renderer or Renderer(), settings.teams,
+                     installer=build_installer(settings, directory), directory=directory)
 
 
 def teams_channel(app: App) -> TeamsChannel:
@@ -39,11 +56,11 @@ def teams_channel(app: App) -> TeamsChannel:
     from bot.app import StartupError
 
     try:
-        deliverer = build_deliverer(app.settings, app.sessions, app.renderer)
+        deliverer = build_deliverer(app.settings, app.sessions, app.renderer, app.directory)
     except TeamsConfigError as exc:
         raise StartupError(f"Teams: {exc}") from None
     channel = TeamsChannel(pipeline=app.pipeline, deliverer=deliverer,
-                           authenticator=RequestAuthenticator(auth_configuration(app.settings)),
+                           authenticator=RequestAuthenticator(app.settings.teams, now=lambda: app.clock().timestamp()),
                            resolver=app.resolver, app_name=app.settings.app.name,
                            interim_after=app.settings.teams.interim_after_seconds)
     app.services[SERVICE_KEY] = channel
