@@ -188,6 +188,9 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
+    from bot.metrics import observe_turn
+
+    pipeline.on_turn = observe_turn  # GET /metrics: turns and their latency
     app.on_close(actions.aclose)  # closes the directory too
     kb.start()
     app.on_close(kb.close)
@@ -196,6 +199,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     from bot.outages import install as install_outages
 
     install_outages(app)  # its turn handler runs before the flow engine
+    _wire_retention(app)
     return app
 
 
@@ -211,6 +215,25 @@ def _triage_for(flows: FlowSet) -> Triage:
     if fingerprint not in _TRIAGE_CACHE:
         _TRIAGE_CACHE[fingerprint] = Triage(dict(flows.flows))
     return _TRIAGE_CACHE[fingerprint]
+
+
+def _wire_retention(app: App) -> None:
+    """The scheduled purge (retention.message_days): at most every purge_every_hours per process;
+    every step is idempotent, so replicas running it at once do no harm."""
+    from bot.store.retention import purge
+
+    cfg = app.settings.retention
+    last: list[datetime] = []
+
+    async def job() -> None:
+        now = app.clock()
+        if cfg.message_days <= 0 or (last and now - last[0] < timedelta(hours=cfg.purge_every_hours)):
+            return
+        last[:] = [now]
+        counts = await purge(app.sessions, now=now, days=cfg.message_days)
+        log.info("retention purge", extra={"days": cfg.message_days, **{f"purged_{k}": v for k, v in counts.items()}})
+
+    app.add_tick(job)
 
 
 def _wire_self_service(app: App, runner: Any) -> None:

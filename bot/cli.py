@@ -202,6 +202,81 @@ def serve(host: Annotated[str | None, typer.Option("--host", help="Listen addres
 
 
 @app.command()
+def purge(days: Annotated[int | None, typer.Option("--days", help="Override retention.message_days")] = None,
+          ) -> None:
+    """Purge message text and transcripts older than retention.message_days (audit events stay)."""
+    from bot.store.db import create_engine, session_factory
+    from bot.store.retention import purge as run_purge
+
+    settings = settings_or_exit()
+    keep = settings.retention.message_days if days is None else days
+    if keep <= 0:
+        fail("helpdesk purge: retention.message_days is 0 (keep everything); pass --days N to purge", 2)
+
+    async def _purge() -> dict[str, int]:
+        from datetime import UTC, datetime
+
+        engine = create_engine(settings.database_url)
+        try:
+            return await run_purge(session_factory(engine), now=datetime.now(UTC), days=keep)
+        finally:
+            await engine.dispose()
+
+    counts = run(_purge)
+    typer.echo(f"purged text older than {keep} days: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+person_app = typer.Typer(help="Data-subject requests: export or forget what is held about a person.",
+                         no_args_is_help=True)
+app.add_typer(person_app, name="person")
+
+
+def _with_sessions(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from bot.store.db import create_engine, session_factory
+
+    async def _run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            return await work(session_factory(engine))
+        finally:
+            await engine.dispose()
+
+    return run(_run)
+
+
+@person_app.command("export")
+def person_export(email: Annotated[str, typer.Argument(help="The person's directory email")]) -> None:
+    """Print, as JSON, everything held about a person."""
+    from bot.store.retention import export_person
+
+    settings = settings_or_exit()
+    data = _with_sessions(settings, lambda sessions: export_person(sessions, email))
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@person_app.command("forget")
+def person_forget(
+    email: Annotated[str, typer.Argument(help="The person's directory email")],
+    by: Annotated[str, typer.Option("--as", help="Who carries out the request (kept in the audit)")] = "operator",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
+) -> None:
+    """Erase a person: identities and conversations deleted, their text scrubbed, their email
+    pseudonymised in the records that stay; the request itself is audited."""
+    from datetime import UTC, datetime
+
+    from bot.store.retention import forget_person, pseudonym
+
+    settings = settings_or_exit()
+    if "@" not in email:
+        fail(f"helpdesk person forget: {email!r} is not an email address", 2)
+    if not yes and not typer.confirm(f"Forget everything held about {email}? This cannot be undone"):
+        fail("nothing changed", 1)
+    counts = _with_sessions(settings, lambda sessions: forget_person(
+        sessions, email, now=datetime.now(UTC), actor=by))
+    typer.echo(f"forgot {email} (now {pseudonym(email)}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@app.command()
 def worker() -> None:
     """Run an outbox worker process (for scale-out; the embedded default delivers in-process)."""
     from bot.channels.registry import build_senders

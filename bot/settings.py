@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +56,13 @@ class LogSettings(Section):
 class DirectorySettings(Section):
     backend: Literal["demo", "graph"] = "demo"
     demo_file: Path = Path("config/demo_directory.yaml")
+    # The demo organisation's settings (its technicians, admins, protected accounts, allow-list,
+    # contacts, holidays), laid over this file only while the backend is demo, so a Graph deploy
+    # never inherits demo people. A key set (non-empty) in this file or the environment wins.
+    demo_settings: Path = Path("config/demo.yaml")
+    # `serve` refuses real Slack/Teams with the demo directory (it answers every real person
+    # "I couldn't find your account") unless this is true: a test workspace only.
+    allow_demo: bool = False
     cache_seconds: int = Field(default=600, ge=0)
 
 
@@ -335,6 +342,10 @@ class TicketSettings(Section):
     priority_matrix: dict[str, dict[str, str]] = Field(default_factory=_default_matrix)
     sla: dict[str, SlaTarget] = Field(default_factory=_default_sla)
     business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
+    # Public holidays from the `holidays` package: ISO country code ("DE", "US", "GB") and optional
+    # subdivision ("BY", "CA", "SCT"); `holidays` adds local days (office closures) on top.
+    holiday_country: str = ""
+    holiday_subdivision: str = ""
     holidays: list[date] = Field(default_factory=list)
     # category -> platform -> queue target (Slack channel id, Teams conversation id; on the console
     # "technicians" means every technician gets the post in their own conversation). `default` is
@@ -349,12 +360,38 @@ class TicketSettings(Section):
     relay_window_hours: int = Field(default=24, ge=1)
     transcript_lines: int = Field(default=8, ge=0)
 
+    @model_validator(mode="after")
+    def _known_holiday_calendar(self) -> TicketSettings:
+        if self.holiday_country:
+            import holidays as holidays_package
+
+            try:
+                holidays_package.country_holidays(self.holiday_country, subdiv=self.holiday_subdivision or None)
+            except NotImplementedError as exc:
+                raise ValueError(f"holiday_country/holiday_subdivision: {exc} (see the `holidays` package's "
+                                 "list of countries and subdivisions)") from None
+        elif self.holiday_subdivision:
+            raise ValueError("holiday_subdivision needs holiday_country")
+        return self
+
     def priority(self, impact: str, urgency: str) -> str:
         row = self.priority_matrix.get(impact) or self.priority_matrix.get("low") or {}
         return row.get(urgency) or row.get("low") or "P4"
 
     def target(self, priority: str) -> SlaTarget:
         return self.sla.get(priority) or self.sla.get("P4") or _default_sla()["P4"]
+
+
+class RetentionSettings(Section):
+    # Message text and transcripts older than this many days are purged (audit events stay, their
+    # text fields scrubbed); 0 keeps everything. `helpdesk purge` runs it now; serve runs it on a schedule.
+    message_days: int = Field(default=90, ge=0)
+    purge_every_hours: float = Field(default=24.0, gt=0)
+
+
+class MetricsSettings(Section):
+    # GET /metrics (Prometheus text format) on the serve port.
+    enabled: bool = True
 
 
 class ItsmSettings(Section):
@@ -429,6 +466,8 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     itsm: ItsmSettings = Field(default_factory=ItsmSettings)
 
     # Not a setting: which file the values came from, for messages.
@@ -560,6 +599,35 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
     return data, text
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _lay_demo_settings(data: dict[str, Any]) -> None:
+    """With the demo directory, fill the keys this file leaves empty from the demo settings file
+    (config/demo.yaml): demo people get their roles, and a Graph deploy gets none of them."""
+    found = data.get("directory")
+    directory: dict[str, Any] = found if isinstance(found, dict) else {}
+    env = {k.upper(): v for k, v in os.environ.items()}
+    backend = env.get("HELPDESK_DIRECTORY__BACKEND") or directory.get("backend") or "demo"
+    if backend != "demo":
+        return
+    chosen = env.get("HELPDESK_DIRECTORY__DEMO_SETTINGS") or directory.get("demo_settings") or "config/demo.yaml"
+    path = Path(chosen) if Path(chosen).is_absolute() else PROJECT_ROOT / chosen
+    if not path.exists():
+        return
+    overlay, _ = _read_yaml(path)
+    for section, values in overlay.items():
+        if not isinstance(values, dict):
+            continue
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            continue
+        for key, value in values.items():
+            if _empty(target.get(key)):
+                target[key] = value
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
     """Load settings from YAML and the environment, or raise SettingsError naming what is wrong."""
     chosen = config_file or os.environ.get("HELPDESK_CONFIG") or DEFAULT_CONFIG
@@ -576,6 +644,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             )
     for section, values in overrides.items():
         data.setdefault(section, {}).update(values)
+    _lay_demo_settings(data)
     try:
         settings = Settings(**data)
     except ValidationError as exc:

@@ -1,6 +1,8 @@
 """`helpdesk serve`: one ASGI app (uvicorn) for the channels the settings enable.
 
-`GET /healthz` answers 200 `{"ok": true}` when the database answers, 503 otherwise. Each enabled
+`GET /healthz` answers 200 `{"ok": true}` while the process serves (cheap: no I/O, for liveness);
+`GET /readyz` answers 200 when the database answers, 503 otherwise (for the load balancer);
+`GET /metrics` is the Prometheus text format (bot/metrics.py). Each enabled
 channel is a *mount* that adds its routes (Slack HTTP mode: `POST /slack/events`; Teams:
 `POST /api/messages`), its outbox senders, and start/stop hooks (Slack Socket Mode connects in
 `start`). To add a channel, append a factory to `MOUNTS`.
@@ -17,7 +19,7 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.outbox.worker import Sender
@@ -159,16 +161,44 @@ def settings_problems(settings: Settings) -> list[str]:
 
         missing = missing_settings(settings)
         if missing:
-            problems.append(f"slack is enabled in {settings.slack.mode} mode but {', '.join(missing)} "
-                            "is not set (see docs/slack.md)")
+            problem = (f"slack is enabled in {settings.slack.mode} mode but {', '.join(missing)} "
+                       "is not set (see docs/slack.md)")
+            if (settings.slack.mode == "http" and settings.slack.app_token and not settings.slack.signing_secret):
+                problem += ("; HELPDESK_SLACK__APP_TOKEN is set: for Socket Mode (no public URL) set "
+                            "HELPDESK_SLACK__MODE=socket")
+            problems.append(problem)
+    problems.extend(demo_directory_problems(settings))
     from bot.itsm.wiring import settings_problems as itsm_problems
 
     problems += [f"{p} (see docs/itsm.md)" for p in itsm_problems(settings)]
     return problems
 
 
+def demo_directory_problems(settings: Settings) -> list[str]:
+    """The demo directory knows only its fictional people: on a real Slack workspace or Teams tenant
+    it would answer everyone "I couldn't find your account". Refused unless directory.allow_demo."""
+    if settings.directory.backend != "demo" or settings.directory.allow_demo:
+        return []
+    real = []
+    if settings.slack.enabled and "slack.com" in settings.slack.api_url.lower():
+        real.append("Slack")
+    if settings.teams.enabled and not settings.teams.allow_anonymous:
+        real.append("Teams")
+    if not real:
+        return []
+    return [f"{' and '.join(real)} {'is' if len(real) == 1 else 'are'} enabled with the demo directory, which "
+            "knows only fictional people and would tell everyone \"I couldn't find your account\": set "
+            "HELPDESK_DIRECTORY__BACKEND=graph (docs/graph.md), or HELPDESK_DIRECTORY__ALLOW_DEMO=true for a "
+            "test workspace"]
+
+
 def build_asgi(app: Any, mounts: Sequence[ChannelMount]) -> Starlette:
     async def healthz(request: Request) -> JSONResponse:
+        # Liveness: the process answers. No I/O, so a slow database never gets replicas restarted.
+        return JSONResponse({"ok": True, "channels": [m.name for m in mounts]})
+
+    async def readyz(request: Request) -> JSONResponse:
+        # Readiness: this replica can do work (the database answers within 3 s).
         from sqlalchemy import text
 
         try:
@@ -176,8 +206,14 @@ def build_asgi(app: Any, mounts: Sequence[ChannelMount]) -> Starlette:
                 async with app.db.connect() as connection:
                     await connection.execute(text("SELECT 1"))
         except Exception as exc:
-            return JSONResponse({"ok": False, "error": type(exc).__name__}, status_code=503)
-        return JSONResponse({"ok": True, "channels": [m.name for m in mounts]})
+            return JSONResponse({"ok": False, "database": "unreachable", "error": type(exc).__name__},
+                                status_code=503)
+        return JSONResponse({"ok": True, "database": "ok", "channels": [m.name for m in mounts]})
+
+    async def metrics(request: Request) -> Response:
+        from bot.metrics import CONTENT_TYPE, exposition
+
+        return Response(await exposition(app.sessions, app.clock()), media_type=CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -190,7 +226,9 @@ def build_asgi(app: Any, mounts: Sequence[ChannelMount]) -> Starlette:
                 with contextlib.suppress(Exception):
                     await mount.stop()
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]), Route("/readyz", readyz, methods=["GET"])]
+    if app.settings.metrics.enabled:
+        routes.append(Route("/metrics", metrics, methods=["GET"]))
     for mount in mounts:
         routes.extend(mount.routes())
     limit = int(getattr(getattr(getattr(app, "settings", None), "server", None), "max_body_bytes", 1_048_576))

@@ -207,6 +207,8 @@ class Pipeline:
         self.clock = clock
         self.start_threshold, self.min_confidence, self.margin = triage_thresholds
         self.on_commit = on_commit
+        # Told of every turn (platform, outcome, seconds): the composition root counts them for /metrics.
+        self.on_turn: Callable[[str, str, float], None] | None = None
         # Platforms whose replies go through the outbox (their channel runs turns from the inbox).
         self.durable_replies: set[str] = set()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -253,11 +255,14 @@ class Pipeline:
             outcome = "error"
             raise
         finally:
+            elapsed = time.perf_counter() - started
             log.info("message handled", extra={
                 "conversation": incoming.conversation_key, "event_id": incoming.event_id,
                 "platform": incoming.platform.value, "outcome": outcome,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "duration_ms": round(elapsed * 1000, 1),
             })
+            if self.on_turn is not None:
+                self.on_turn(incoming.platform.value, outcome, elapsed)
 
     async def _handle_once(self, incoming: Incoming, person: Person | None) -> TurnResult:
         now = self.clock()

@@ -39,6 +39,7 @@ from bot.graph.directory import (
     TokenFailure,
     Unavailable,
 )
+from bot.metrics import observe_graph
 from bot.settings import GraphSettings
 
 log = logging.getLogger(__name__)
@@ -400,6 +401,7 @@ class GraphClient:
                     f"{operation}: Graph unreachable ({type(exc).__name__})", operation=operation
                 ) from None
             body = _json_or_none(response)
+            observe_graph(operation, response.status_code, throttled=response.status_code in RETRY_STATUSES)
             if response.status_code in RETRY_STATUSES:
                 advised = parse_retry_after(response.headers.get("Retry-After"))
                 delay = self._backoff(attempt) if advised is None else advised

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from bot.store.db import create_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x6865_6C70_6465_736B  # "helpdesk": the advisory lock held while migrating
 
 
 def alembic_config(url: str) -> Config:
@@ -32,6 +34,9 @@ async def upgrade(url: str, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together migrate one at a time; the others then find the head.
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await connection.run_sync(_go)
     await engine.dispose()
 

@@ -32,7 +32,7 @@ from bot.settings import Settings
 from bot.store.db import utcnow
 from bot.store.repos import UnitOfWork, insert_ignore
 from bot.store.tables import OutboxRow, TicketCounterRow, TicketNoteRow, TicketRow
-from bot.tickets.sla import BusinessCalendar, describe_minutes, elapsed_minutes
+from bot.tickets.sla import BusinessCalendar, Holidays, describe_minutes, elapsed_minutes
 
 log = logging.getLogger("bot.tickets")
 
@@ -194,7 +194,8 @@ class TicketService:
         self.sessions = sessions
         self.clock = clock or utcnow
         bh = self.cfg.business_hours
-        self.calendar = BusinessCalendar.build(settings.app.timezone, bh.days, bh.start, bh.end, self.cfg.holidays)
+        days_off = Holidays(self.cfg.holidays, self.cfg.holiday_country, self.cfg.holiday_subdivision)
+        self.calendar = BusinessCalendar.build(settings.app.timezone, bh.days, bh.start, bh.end, days_off)
         self._names: dict[str, str] = {}
         # Events of periodic jobs, collected when a caller (simulate) asks for them.
         self.event_sink: list[dict[str, Any]] | None = None

@@ -7,9 +7,10 @@ so a fake clock tests it across evenings, weekends and holidays.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -20,20 +21,45 @@ def _hhmm(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
+class Holidays:
+    """Days off: public holidays of a country (and subdivision) from the `holidays` package, which
+    computes any year on demand, plus local extra days."""
+
+    def __init__(self, extra: Iterable[date] = (), country: str = "", subdivision: str = "") -> None:
+        self.extra = frozenset(extra)
+        self.country, self.subdivision = country, subdivision
+        self._public: Any = None
+        if country:
+            import holidays as holidays_package
+
+            self._public = holidays_package.country_holidays(country, subdiv=subdivision or None)
+
+    def __contains__(self, day: object) -> bool:
+        if day in self.extra:
+            return True
+        return self._public is not None and isinstance(day, date) and day in self._public
+
+    def name(self, day: date) -> str | None:
+        if day in self.extra:
+            return "local holiday"
+        return self._public.get(day) if self._public is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class BusinessCalendar:
     timezone: ZoneInfo
     weekdays: frozenset[int]  # 0 = Monday
     start: time
     end: time
-    holidays: frozenset[date]
+    holidays: Container[date]
     always: bool = False
 
     @classmethod
-    def build(cls, timezone: str, days: Iterable[str], start: str, end: str, holidays: Iterable[date],
+    def build(cls, timezone: str, days: Iterable[str], start: str, end: str, holidays: Iterable[date] | Holidays,
               *, always: bool = False) -> BusinessCalendar:
+        days_off = holidays if isinstance(holidays, Holidays) else frozenset(holidays)
         return cls(ZoneInfo(timezone), frozenset(_DAYS.index(d) for d in days), _hhmm(start), _hhmm(end),
-                   frozenset(holidays), always)
+                   days_off, always)
 
     def round_the_clock(self) -> BusinessCalendar:
         return BusinessCalendar(self.timezone, self.weekdays, self.start, self.end, self.holidays, True)

@@ -1,0 +1,47 @@
+"""`helpdesk purge`, `helpdesk person export|forget`: the command-line side of retention."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+from bot.store.migrate import upgrade
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    asyncio.run(upgrade(url))
+    monkeypatch.setenv("HELPDESK_DATABASE__URL", url)
+    monkeypatch.setenv("HELPDESK_LOG__LEVEL", "WARNING")
+    return url
+
+
+def test_person_export_prints_json(database: str) -> None:
+    result = CliRunner().invoke(app, ["person", "export", "Nobody@Example.com"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["email"] == "nobody@example.com" and data["tickets"] == [] and data["events"] == []
+
+
+def test_person_forget_asks_first_and_refuses_what_is_not_an_email(database: str) -> None:
+    runner = CliRunner()
+    declined = runner.invoke(app, ["person", "forget", "alice@example.com"], input="n\n")
+    assert declined.exit_code == 1 and "nothing changed" in declined.output
+    assert runner.invoke(app, ["person", "forget", "alice", "--yes"]).exit_code == 2
+    done = runner.invoke(app, ["person", "forget", "alice@example.com", "--yes", "--as", "dpo@example.com"])
+    assert done.exit_code == 0 and "forgotten:" in done.output
+
+
+def test_purge_runs_and_zero_days_is_refused(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    ran = runner.invoke(app, ["purge", "--days", "30"])
+    assert ran.exit_code == 0 and "purged text older than 30 days" in ran.output
+    monkeypatch.setenv("HELPDESK_RETENTION__MESSAGE_DAYS", "0")
+    refused = runner.invoke(app, ["purge"])
+    assert refused.exit_code == 2 and "keep everything" in refused.output
