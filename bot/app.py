@@ -27,11 +27,6 @@ from bot.store.db import create_engine, session_factory
 
 log = logging.getLogger("bot.app")
 
-TRIAGE_LABELS = frozenset({
-    "password_reset", "account_locked", "mfa", "vpn", "network", "printer", "email", "software_request",
-    "access_request", "hardware", "computer_problem", "meetings", "phone", "onboarding", "security",
-    "ticket_status", "outage_check", "human", "smalltalk", "out_of_scope",
-})
 
 
 class StartupError(Exception):
@@ -136,7 +131,7 @@ def _build_directory(settings: Settings, clock: Callable[[], datetime] = system_
     return directory, build_resolver(settings, directory), runner
 
 
-def _wire_tickets(app: App) -> None:
+def _wire_tickets(app: App) -> Any:
     from bot.tickets.handler import TicketHandler
     from bot.tickets.service import TicketService
 
@@ -153,6 +148,7 @@ def _wire_tickets(app: App) -> None:
         from bot.itsm.wiring import wire
 
         wire(app, service)  # the help desk's own ticket system (docs/itsm.md)
+    return handler
 
 
 async def build_app(settings: Settings, *, clock: Callable[[], datetime] = system_clock,
@@ -169,7 +165,7 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
         templates=renderer.template_names(),
         actions=actions.names() if actions is not None else None,
         articles=kb.article_ids() if kb is not None else None,
-        categories=TRIAGE_LABELS,
+        categories=frozenset(settings.tickets.categories),
     )
     flows = load_flows(settings.flows_dir, known)
     if flows.errors:
@@ -184,7 +180,8 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     t = settings.triage
     pipeline = Pipeline(sessions=sessions, resolver=resolver, engine=engine, triage=triage, renderer=renderer,
                         kb=kb, actions=actions, clock=clock,
-                        triage_thresholds=(t.start_threshold, t.min_confidence, t.ambiguity_margin))
+                        triage_thresholds=(t.start_threshold, t.min_confidence, t.ambiguity_margin),
+                        suggest_floor=t.suggest_floor)
     app = App(settings=settings, db=db, sessions=sessions, renderer=renderer, flows=flows, engine=engine,
               triage=triage, pipeline=pipeline, resolver=resolver, kb=kb, actions=actions, directory=directory,
               clock=clock)
@@ -194,12 +191,19 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     app.on_close(actions.aclose)  # closes the directory too
     kb.start()
     app.on_close(kb.close)
-    _wire_tickets(app)
+    tickets = _wire_tickets(app)
     _wire_self_service(app, actions)
+    from bot.graph.listening import DirectoryListener
+
+    pipeline.listener = DirectoryListener(directory)  # what a message names: devices, groups
     from bot.outages import install as install_outages
 
     install_outages(app)  # its turn handler runs before the flow engine
     _wire_retention(app)
+    from bot.tickets.handler import RelayHandler
+
+    # Last of the handlers: an outage status, a command or a confident new request goes first.
+    app.pipeline.add_handler(RelayHandler(tickets, app.pipeline))
     return app
 
 

@@ -210,6 +210,9 @@ class TriageSettings(Section):
     min_confidence: float = Field(default=0.30, ge=0, le=1)
     # When the runner-up is within this margin of the best, offer "Did you mean".
     ambiguity_margin: float = Field(default=0.08, ge=0, le=1)
+    # Under min_confidence (or when "not IT" wins), IT labels at least this sure are still offered as
+    # "Did you mean" when the message names something IT ("I cant log in", "my computer is acting weird").
+    suggest_floor: float = Field(default=0.10, ge=0, le=1)
 
 
 class KbSettings(Section):
@@ -335,7 +338,16 @@ def _default_sla() -> dict[str, SlaTarget]:
             "P4": SlaTarget(first_response_minutes=480, resolution_minutes=2400)}
 
 
+DEFAULT_CATEGORIES = (
+    "password_reset", "account_locked", "mfa", "vpn", "network", "printer", "email", "software_request",
+    "access_request", "hardware", "computer_problem", "meetings", "phone", "onboarding", "security",
+    "ticket_status", "outage_check", "human", "smalltalk", "out_of_scope",
+)
+
+
 class TicketSettings(Section):
+    # Ticket categories a flow (its `category`, an escalate step's `category`) may use; data, not code.
+    categories: list[str] = Field(default_factory=lambda: list(DEFAULT_CATEGORIES), min_length=1)
     id_prefix: str = "HD-"
     first_number: int = Field(default=1001, ge=1)
     # impact -> urgency -> priority (ITIL-style matrix); unknown values count as "low".

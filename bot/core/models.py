@@ -109,6 +109,10 @@ class FormField:
     options: tuple[Button, ...] = ()
     pattern: str | None = None
     placeholder: str | None = None
+    # (field, value): only asked when that field was answered with that value (the console asks field
+    # by field and skips it; a Slack modal or Teams card shows it, labelled as such, and the handler
+    # ignores it otherwise).
+    only_if: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from jinja2 import UndefinedError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.models import Address, Button, Incoming, Outbound, Person, Platform, Reply
@@ -49,7 +50,9 @@ from bot.engine.engine import (
     Transition,
     TriageGuess,
     UserTurn,
+    global_command,
 )
+from bot.engine.listen import Facts, listens_for
 from bot.render.renderer import Renderer
 from bot.store.db import utcnow
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
@@ -71,6 +74,13 @@ class TicketDesk(Protocol):
     """Opens tickets for flows (bot/tickets implements it)."""
 
     async def open_for_flow(self, turn: Turn, request: OpenTicket, summary: str) -> TicketAnswer: ...
+
+
+class Listener(Protocol):
+    """Looks up what a message may name in the directory (the person's devices, groups...), so the
+    pure engine can hear it (bot/graph/listening.py implements it)."""
+
+    async def facts(self, person: Person, text: str, kinds: frozenset[str]) -> Facts: ...
 
 
 class TurnHandler(Protocol):
@@ -193,7 +203,9 @@ class Pipeline:
         handlers: Sequence[TurnHandler] = (),
         clock: Clock = system_clock,
         triage_thresholds: tuple[float, float, float] = (0.55, 0.30, 0.08),
+        suggest_floor: float = 0.10,
         on_commit: Callable[[], None] | None = None,
+        listener: Listener | None = None,
     ) -> None:
         self.sessions = sessions
         self.resolver = resolver
@@ -206,7 +218,9 @@ class Pipeline:
         self.handlers = list(handlers)
         self.clock = clock
         self.start_threshold, self.min_confidence, self.margin = triage_thresholds
+        self.suggest_floor = suggest_floor
         self.on_commit = on_commit
+        self.listener = listener
         # Told of every turn (platform, outcome, seconds): the composition root counts them for /metrics.
         self.on_turn: Callable[[str, str, float], None] | None = None
         # Platforms whose replies go through the outbox (their channel runs turns from the inbox).
@@ -339,6 +353,9 @@ class Pipeline:
                     await self._apply(turn, self.engine.idle_prompt(state, user_turn.text, turn.now))
                     return
             if state.active or state.awaiting == "did_you_mean":
+                if state.active and user_turn.text and user_turn.value is None:
+                    user_turn = replace(user_turn, facts=await self._facts(turn, state.flow_id, user_turn.text,
+                                                                           state.slots))
                 await self._apply(turn, self.engine.advance(state, user_turn, turn.now))
                 return
             if user_turn.value is not None and user_turn.value.startswith("start:"):
@@ -357,7 +374,24 @@ class Pipeline:
                 else:
                     turn.say("help")
                 return
+            if global_command(text) == "cancel":
+                # Nothing is running: "cancel" is not a request to sort (nor "not an IT matter").
+                turn.emit("nothing_to_cancel")
+                turn.say("nothing_to_cancel")
+                return
             await self._route(turn, text)
+        except UndefinedError as exc:
+            # A flow's text names a slot this conversation never filled: the documented apology and
+            # an offer of a technician, never a raw template error (`flows validate` catches most).
+            log.error("flow template error: %s", exc, extra={"conversation": incoming.conversation_key})
+            # The flow may have reached its end in this turn (its state already cleared): name it anyway.
+            failed_flow = turn.state.flow_id or state.flow_id
+            failed_step = turn.state.step_id or state.step_id
+            turn.emit("flow_error", flow=failed_flow, step=failed_step, error=str(exc)[:500])
+            if failed_flow:
+                turn.emit("flow_ended", flow=failed_flow, outcome="abandoned")
+            turn.state = ConversationState(version=state.version)
+            turn.say("error", buttons=[Button("Talk to a person", V_HUMAN)])
         except FlowRuntimeError as exc:
             log.error("flow error: %s", exc, extra={"conversation": incoming.conversation_key})
             turn.emit("flow_error", flow=state.flow_id, step=state.step_id, error=str(exc)[:500])
@@ -377,9 +411,32 @@ class Pipeline:
             rest = [a for a in ((guess.intent, guess.confidence), *guess.alternatives) if a[0] not in skip]
             guess = TriageGuess(rest[0][0], rest[0][1], tuple(rest[1:])) if rest else TriageGuess(guess.intent, 0.0)
         turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
-        await self._apply(turn, self.engine.route(
-            turn.state, text, guess, turn.now,
-            start_threshold=self.start_threshold, min_confidence=self.min_confidence, margin=self.margin))
+        await self._apply(turn, await self._triage_route(turn, text, guess))
+
+    async def _triage_route(self, turn: Turn, text: str, guess: TriageGuess) -> Transition:
+        """Start the flow (with what the message already says), ask "Did you mean" (also under the
+        floor when the message names something IT), or fall back."""
+        plausible_of = getattr(self.triage, "plausible", None)
+        plausible = plausible_of(text, guess, min_confidence=self.min_confidence, floor=self.suggest_floor) \
+            if plausible_of is not None else ()
+        facts = await self._facts(turn, guess.intent, text, {})
+        return self.engine.route(turn.state, text, guess, turn.now, start_threshold=self.start_threshold,
+                                 min_confidence=self.min_confidence, margin=self.margin, plausible=plausible,
+                                 facts=facts)
+
+    async def _facts(self, turn: Turn, flow_id: str | None, text: str, filled: Mapping[str, Any]) -> Facts:
+        """The directory facts the flow listens for in `text` (nothing when it listens for none)."""
+        flow = self.engine.flows.get(flow_id or "")
+        if flow is None or self.listener is None:
+            return Facts()
+        kinds = listens_for(flow, filled)
+        if not kinds:
+            return Facts()
+        try:
+            return await self.listener.facts(turn.person, text, kinds)
+        except Exception:  # listening is a convenience: the question is simply asked
+            log.warning("directory lookup for listening failed", exc_info=True)
+            return Facts()
 
     async def _apply(self, turn: Turn, transition: Transition) -> None:
         """Carry out a transition's effects, feeding results back into the engine."""
@@ -410,9 +467,7 @@ class Pipeline:
                 if effect.text.strip():
                     guess = self.triage.classify(effect.text)
                     turn.emit("triaged", intent=guess.intent, confidence=guess.confidence)
-                    follow = self.engine.route(turn.state, effect.text, guess, turn.now,
-                                               start_threshold=self.start_threshold,
-                                               min_confidence=self.min_confidence, margin=self.margin)
+                    follow = await self._triage_route(turn, effect.text, guess)
                 else:
                     turn.say("help")
             if follow is not None:

@@ -8,14 +8,17 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from bot.engine.engine import FALLBACK_FLOW, V_START, ConversationState, Emit, Engine, TriageGuess
 from bot.engine.loader import FlowSet, Known, load_flows
 from bot.engine.spec import Flow
 from bot.engine.triage import Triage
+from bot.settings import TriageSettings
 
 TRIAGE_LABELS: tuple[str, ...] = (
     "password_reset", "account_locked", "mfa", "vpn", "network", "printer", "email", "software_request",
@@ -49,10 +52,26 @@ def _flows_dir(directory: Path | None) -> Path:
 
 
 def known_references() -> Known:
+    """What flows may refer to: templates, actions, the knowledge base's article ids and the ticket
+    categories from the settings (falling back to the shipped defaults when settings don't load)."""
+    from bot.kb.loader import load_dir
     from bot.render.renderer import Renderer
+    from bot.settings import DEFAULT_CATEGORIES
 
-    return Known(templates=Renderer().template_names(), actions=ACTIONS,
-                 categories=frozenset(TRIAGE_LABELS))
+    categories: frozenset[str] = frozenset(DEFAULT_CATEGORIES)
+    articles: frozenset[str] | None = None
+    try:
+        from bot.settings import load_settings
+
+        settings = load_settings()
+        categories = frozenset(settings.tickets.categories)
+        kb_dir = settings.kb_dir
+    except Exception:
+        kb_dir = Path("kb_articles")
+    if kb_dir.is_dir():
+        articles = frozenset(a.id for a in load_dir(kb_dir).articles)
+    return Known(templates=Renderer().template_names(), actions=ACTIONS, articles=articles,
+                 categories=categories)
 
 
 def _load(directory: Path | None, *, strict: bool = False) -> FlowSet:
@@ -153,6 +172,10 @@ class TriageReport:
     misrouted: list[dict[str, Any]] = field(default_factory=list)
     not_it_total: int = 0
     not_it_into_it: int = 0
+    # What the person would actually get (flows given): flow_started (right / wrong flow), did_you_mean
+    # (the right flow among the options or not), not_it (the out-of-scope or small-talk answer),
+    # fallback (knowledge base, then a person). Keys "expected kind -> outcome".
+    outcomes: Counter[str] = field(default_factory=Counter)
 
     @property
     def accuracy(self) -> float:
@@ -170,21 +193,48 @@ class TriageReport:
             "labels": self.per_label,
             "confusions": [{"expected": e, "predicted": p, "count": n} for e, p, n in self.confusions],
             "misrouted": self.misrouted,
+            "outcomes": dict(sorted(self.outcomes.items())),
         }
 
 
+def person_gets(engine: Engine, triage: Triage, text: str, guess: TriageGuess, expected: str,
+                thresholds: TriageSettings) -> str:
+    """What the bot would do with `text` as an opening message, as the pipeline decides it."""
+    plausible = triage.plausible(text, guess, min_confidence=thresholds.min_confidence,
+                                 floor=thresholds.suggest_floor)
+    transition = engine.route(ConversationState(), text, guess, datetime(2026, 1, 5, 9, tzinfo=UTC),
+                              start_threshold=thresholds.start_threshold, min_confidence=thresholds.min_confidence,
+                              margin=thresholds.ambiguity_margin, plausible=plausible)
+    started = next((str(e.data.get("flow")) for e in transition.effects
+                    if isinstance(e, Emit) and e.type == "flow_started"), None)
+    if transition.state.awaiting == "did_you_mean":
+        offered = [v.removeprefix(V_START) for v in transition.state.offered]
+        return "did_you_mean (right one offered)" if expected in offered else "did_you_mean (not offered)"
+    if started in ("out_of_scope", "smalltalk"):
+        return "not_it reply" if expected in NOT_IT_LABELS else "not_it reply (wrong)"
+    if started is None or started == FALLBACK_FLOW:
+        return "fallback"
+    return "flow_started (right)" if started == expected else "flow_started (wrong)"
+
+
 def evaluate(triage: Triage, rows: Iterable[Mapping[str, Any]],
-             flows: Mapping[str, Flow] | None = None) -> TriageReport:
-    """Accuracy, per-label precision and recall, confusion pairs and the misrouted messages."""
+             flows: Mapping[str, Flow] | None = None, thresholds: TriageSettings | None = None) -> TriageReport:
+    """Accuracy, per-label precision and recall, confusion pairs and the misrouted messages; with the
+    flows, also what the person would get (`outcomes`)."""
+    thresholds = thresholds or TriageSettings()
     report = TriageReport()
     expected_count: Counter[str] = Counter()
     predicted_count: Counter[str] = Counter()
     hits: Counter[str] = Counter()
     pairs: Counter[tuple[str, str]] = Counter()
     it_labels = {k for k, f in flows.items() if f.it} - NOT_IT_LABELS if flows else None
+    engine = Engine(flows) if flows else None
     for row in rows:
         text, expected = str(row["text"]), str(row["intent"])
         guess = triage.classify(text)
+        if engine is not None:
+            kind = "it" if expected not in NOT_IT_LABELS else "not_it"
+            report.outcomes[f"{kind} -> {person_gets(engine, triage, text, guess, expected, thresholds)}"] += 1
         report.total += 1
         expected_count[expected] += 1
         predicted_count[guess.intent] += 1
@@ -237,7 +287,13 @@ def eval_triage(
         typer.echo(f"helpdesk: {exc}", err=True)
         raise typer.Exit(2) from None
     flows = _load(directory)
-    report = evaluate(Triage(flows.flows), rows, flows.flows)
+    try:
+        from bot.settings import load_settings
+
+        thresholds = load_settings().triage
+    except Exception:  # the thresholds' defaults; `config check` reports a broken file
+        thresholds = TriageSettings()
+    report = evaluate(Triage(flows.flows), rows, flows.flows, thresholds)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
         return
@@ -249,6 +305,10 @@ def eval_triage(
     typer.echo(f"{'label':<20} {'precision':>9} {'recall':>7} {'support':>8}")
     for label, values in report.per_label.items():
         typer.echo(f"{label:<20} {values['precision']:>9.2f} {values['recall']:>7.2f} {int(values['support']):>8}")
+    if report.outcomes:
+        typer.echo("\nwhat the person would get (expected kind -> outcome: count)")
+        for outcome, count in sorted(report.outcomes.items()):
+            typer.echo(f"  {outcome}: {count}")
     if report.confusions:
         typer.echo("\ntop confusions (expected -> predicted: count)")
         for expected, predicted, count in report.confusions[:15]:

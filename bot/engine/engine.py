@@ -18,6 +18,7 @@ from rapidfuzz import fuzz
 
 from bot.core.models import Button, Form, FormField
 from bot.core.ports import ActionOutcome, KbResult
+from bot.engine.listen import Facts, Heard, hear, hear_step
 from bot.engine.spec import (
     ActionStep,
     AskStep,
@@ -46,6 +47,10 @@ V_RESUME_NEW = "resume:new"
 V_SOMETHING_ELSE = "triage:other"
 V_CANCEL = "flow:cancel"
 V_HUMAN = "flow:human"
+V_GUESS_YES = "guess:yes"
+V_GUESS_NO = "guess:no"
+# A guess the person turned down is kept under this prefix (`guesses`), so it isn't offered again.
+DECLINED = "declined:"
 # "Continue" on the message that tells a person a technician has decided on their identity check.
 V_APPROVAL_CONTINUE = "approval_wait:continue"
 # Answers an action asked for (needs_input) are kept under this prefix until the action finishes.
@@ -72,6 +77,9 @@ class ConversationState:
     offered: tuple[str, ...] = ()  # button values offered with the last question
     pending_text: str = ""  # a message kept while asking "pick up where we left off?"
     action_input_slot: str | None = None
+    # Answers guessed from what was said, to confirm in one line when their question comes up:
+    # slot -> {value, label, confirm}.
+    guesses: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     started_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 0
@@ -89,6 +97,7 @@ class ConversationState:
             "offered": list(self.offered),
             "pending_text": self.pending_text,
             "action_input_slot": self.action_input_slot,
+            "guesses": {k: dict(v) for k, v in self.guesses.items()},
             "started_at": self.started_at.isoformat() if self.started_at else None,
         }
 
@@ -107,6 +116,7 @@ class ConversationState:
             offered=tuple(data.get("offered") or ()),
             pending_text=str(data.get("pending_text") or ""),
             action_input_slot=data.get("action_input_slot"),
+            guesses={str(k): dict(v) for k, v in (data.get("guesses") or {}).items()},
             started_at=datetime.fromisoformat(started) if started else None,
             updated_at=updated_at,
             version=version,
@@ -118,6 +128,8 @@ class UserTurn:
     text: str | None = None
     value: str | None = None  # a clicked button's value
     form: Mapping[str, str] | None = None
+    # What the core looked up in the directory for this text (devices, names); see listen.py.
+    facts: Facts = field(default_factory=Facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +284,10 @@ def _context(state: ConversationState, flow: Flow | None, extra: Mapping[str, An
     return ctx
 
 
+def _heard_event(heard: Heard) -> dict[str, Any]:
+    return {"slot": heard.slot, "value": heard.value[:200], "sure": heard.sure}
+
+
 def _shown_articles(state: ConversationState) -> list[str]:
     """The articles of the list the person is answering (its "Show me" buttons)."""
     return [v[len(V_KB_SHOW):] for v in state.offered if v.startswith(V_KB_SHOW)]
@@ -354,7 +370,7 @@ class Engine:
     # -- entry points --
 
     def start(self, state: ConversationState, flow_id: str, first_message: str, now: datetime,
-              *, slots: Mapping[str, Any] | None = None) -> Transition:
+              *, slots: Mapping[str, Any] | None = None, facts: Facts | None = None) -> Transition:
         flow = self.flows.get(flow_id)
         if flow is None:
             raise FlowRuntimeError(f"no flow {flow_id!r}")
@@ -363,17 +379,23 @@ class Engine:
             first_message=first_message, started_at=now, updated_at=now, version=state.version,
         )
         effects: list[Effect] = [Emit("flow_started", {"flow": flow.id})]
+        # The opening message answers what it can: those questions are skipped or confirmed.
+        fresh = self._listen(fresh, flow, first_message, facts or Facts(), now, effects)
         return self._run(fresh, flow, flow.steps[0].id, effects)
 
     def route(self, state: ConversationState, text: str, guess: TriageGuess, now: datetime, *,
-              start_threshold: float, min_confidence: float, margin: float) -> Transition:
-        """No flow is active: start the flow triage chose, ask "Did you mean", or fall back."""
+              start_threshold: float, min_confidence: float, margin: float,
+              plausible: Sequence[str] = (), facts: Facts | None = None) -> Transition:
+        """No flow is active: start the flow triage chose (with `facts` the directory found in the
+        message), ask "Did you mean", or fall back. `plausible`: IT labels to offer when the guess is
+        under the floor (Triage.plausible)."""
         alternatives = [a for a in guess.alternatives if a[0] != guess.intent and a[0] in self.flows]
         close = [a for a in alternatives if guess.confidence - a[1] <= margin and a[1] >= min_confidence]
-        if guess.intent in self.flows and guess.confidence >= start_threshold and not close:
-            return self.start(state, guess.intent, text, now)
-        if guess.intent in self.flows and guess.confidence >= min_confidence:
-            options = [guess.intent, *[a[0] for a in close or alternatives][:2]]
+        offer = [p for p in plausible if p in self.flows][:3]
+        if not offer and guess.intent in self.flows and guess.confidence >= start_threshold and not close:
+            return self.start(state, guess.intent, text, now, facts=facts)
+        if offer or (guess.intent in self.flows and guess.confidence >= min_confidence):
+            options = offer or [guess.intent, *[a[0] for a in close or alternatives][:2]]
             buttons = tuple(Button(self.flows[o].title, V_START + o) for o in options)
             buttons += (Button("Something else", V_SOMETHING_ELSE),)
             new = replace(state, awaiting="did_you_mean", first_message=text, offered=tuple(b.value for b in buttons),
@@ -446,10 +468,17 @@ class Engine:
         if command == "human":
             return self._escalate_now(state, flow, "The person asked for a technician.")
         step = self._step(flow, state.step_id or "")
+        if state.awaiting == "guess" and isinstance(step, AskStep):
+            return self._guess_answer(state, flow, step, turn, now)
         if state.awaiting in ("answer", "choice", "form") and isinstance(step, AskStep):
-            return self._answer(state, flow, step, turn)
+            # Anything else the answer says fills later questions (not this one: `_answer` does).
+            listened: list[Effect] = []
+            if turn.value is None and turn.text:
+                state = self._listen(state, flow, turn.text, turn.facts, now, listened, skip=step.slot)
+            answered = self._answer(state, flow, step, turn, now)
+            return Transition(answered.state, (*listened, *answered.effects))
         if state.awaiting == "kb_feedback" and isinstance(step, KbStep):
-            return self._kb_feedback(state, flow, step, turn)
+            return self._kb_feedback(state, flow, step, turn, now)
         if state.awaiting == "confirm" and isinstance(step, ActionStep):
             return self._confirm(state, flow, step, turn)
         if state.awaiting == "action_input" and isinstance(step, ActionStep):
@@ -463,6 +492,10 @@ class Engine:
 
     def _did_you_mean(self, state: ConversationState, turn: UserTurn, now: datetime) -> Transition:
         value = turn.value or ""
+        if turn.value == V_CANCEL or (turn.value is None and global_command(turn.text) == "cancel"):
+            # "cancel" answers the prompt; it is not a new request to sort.
+            return Transition(ConversationState(version=state.version, updated_at=now),
+                              (Emit("prompt_cancelled", {"prompt": "did_you_mean"}), Say(template="cancelled")))
         if not value and turn.text:
             said = normalise(turn.text)
             for offered in state.offered:
@@ -493,10 +526,15 @@ class Engine:
         text = state.pending_text if choice == V_RESUME_NEW or said in _NO else (turn.text or "")
         return self._finish(state, flow, "abandoned", [Retriage(text)])
 
-    def _answer(self, state: ConversationState, flow: Flow, step: AskStep, turn: UserTurn) -> Transition:
+    def _answer(self, state: ConversationState, flow: Flow, step: AskStep, turn: UserTurn,
+                now: datetime) -> Transition:
         slots = dict(state.slots)
         if step.input == "choice":
             choice = _pick_choice(step.choices, turn)
+            if choice is None and turn.value is None and turn.text:
+                # "it won't connect at all", "my mac": the choice its synonyms (or the listen words) name.
+                heard = hear_step(step, turn.text, turn.facts, now.date(), answering=True)
+                choice = next((c for c in step.choices if heard and heard.sure and c.value == heard.value), None)
             if choice is None and turn.value is None and len(normalise(turn.text).split()) >= _NEW_REQUEST_WORDS:
                 # A sentence that is none of the choices ("actually my outlook won't open"): ask
                 # whether this is something new rather than repeating the question.
@@ -530,10 +568,65 @@ class Engine:
             text = turn.value.removeprefix(V_CHOICE)
         if not text or (step.pattern and not re.fullmatch(step.pattern, text)):
             return Transition(state, (Say(text=step.retry_text, context=_context(state, flow)),))
+        if step.listen in ("group", "app", "mailbox", "date") and turn.value is None:
+            # A name as people say it ("marketing share") becomes the directory's name, confirmed
+            # unless typed exactly; a date becomes YYYY-MM-DD.
+            heard = hear_step(step, text, turn.facts, now.date(), answering=True)
+            if heard is not None and heard.value == state.guesses.get(DECLINED + step.slot, {}).get("value"):
+                heard = None  # the person already said it isn't that one: take their words
+            if heard is not None and not heard.sure:
+                guessed = replace(state, guesses={**state.guesses, step.slot: heard.as_guess()})
+                return self._confirm_guess(guessed, flow, step, [Emit("heard", _heard_event(heard))])
+            if heard is not None:
+                slots[step.slot] = heard.value
+                slots[f"{step.slot}_label"] = heard.label
+                return self._run(replace(state, slots=slots, awaiting=None), flow,
+                                 step.next or flow.following(step.id), [])
         slots[step.slot] = text[:4000]
         return self._run(replace(state, slots=slots, awaiting=None), flow, step.next or flow.following(step.id), [])
 
-    def _kb_feedback(self, state: ConversationState, flow: Flow, step: KbStep, turn: UserTurn) -> Transition:
+    def _guess_answer(self, state: ConversationState, flow: Flow, step: AskStep, turn: UserTurn,
+                      now: datetime) -> Transition:
+        """The person answers "Your Windows computer ALICE-LT01?": yes takes the guess, no asks the
+        real question, anything else is their answer to it."""
+        guess = dict(state.guesses.get(step.slot) or {})
+        rest = {k: v for k, v in state.guesses.items() if k != step.slot}
+        said = normalise(turn.text)
+        base = replace(state, guesses=rest, awaiting=None)
+        if guess and (turn.value == V_GUESS_YES or (turn.value is None and said in _YES)):
+            slots = {**state.slots, step.slot: guess.get("value", ""), f"{step.slot}_label": guess.get("label", "")}
+            return self._run(replace(base, slots=slots), flow, self._after(flow, step, guess.get("value", "")),
+                             [Emit("guess_confirmed", {"slot": step.slot})])
+        if turn.value == V_GUESS_NO or (turn.value is None and said in _NO) or not guess:
+            # Remembered, so the name they type next is not "corrected" back to the same guess.
+            declined = replace(base, guesses={**rest, DECLINED + step.slot: {"value": guess.get("value", "")}})
+            return self._ask(declined, flow, step, [Emit("guess_declined", {"slot": step.slot})])
+        answering = replace(base, awaiting="choice" if step.input == "choice" else "answer")
+        return self._answer(answering, flow, step, turn, now)
+
+    def _after(self, flow: Flow, step: AskStep, value: str) -> str | None:
+        """Where an answered question goes: its choice's `next`, else the step's."""
+        choice = next((c for c in step.choices if c.value == value), None)
+        return (choice.next if choice else None) or step.next or flow.following(step.id)
+
+    def _listen(self, state: ConversationState, flow: Flow, text: str, facts: Facts, now: datetime,
+                effects: list[Effect], *, skip: str | None = None) -> ConversationState:
+        """Fill the questions `text` answers: sure values become slots, guesses wait for their question."""
+        filled = {**state.slots, **({skip: True} if skip else {})}
+        slots = dict(state.slots)
+        guesses = dict(state.guesses)
+        for heard in hear(flow, text, facts, now, filled):
+            if heard.sure:
+                slots[heard.slot] = heard.value
+                slots[f"{heard.slot}_label"] = heard.label
+                guesses.pop(heard.slot, None)
+            elif heard.slot not in guesses:
+                guesses[heard.slot] = heard.as_guess()
+            effects.append(Emit("heard", _heard_event(heard)))
+        return replace(state, slots=slots, guesses=guesses)
+
+    def _kb_feedback(self, state: ConversationState, flow: Flow, step: KbStep, turn: UserTurn,
+                     now: datetime) -> Transition:
         value = turn.value or ""
         said = normalise(turn.text)
         if not value:
@@ -565,6 +658,16 @@ class Engine:
             effects = [Emit("kb_unsolved", {"articles": _shown_articles(state)})]
             target = step.on_unsolved or step.next or flow.following(step.id)
             return self._run(replace(state, awaiting=None), flow, target, effects)
+        # Free text that answers a later question ("it shows error code E52" after "tell me the
+        # code") is that answer: taken, and the flow goes on as not solved by the articles.
+        if turn.text and not value:
+            listened: list[Effect] = []
+            heard_state = self._listen(state, flow, turn.text, turn.facts, now, listened)
+            if listened:
+                effects = [*listened, Emit("kb_unsolved", {"articles": _shown_articles(state)}),
+                           Say(template="noted", context={"heard": [e.data for e in listened if isinstance(e, Emit)]})]
+                target = step.on_unsolved or step.next or flow.following(step.id)
+                return self._run(replace(heard_state, awaiting=None), flow, target, effects)
         # Free text while articles are shown: keep it as more detail and ask again.
         slots = dict(state.slots)
         if turn.text:
@@ -706,6 +809,13 @@ class Engine:
                         step_id = case.next
                         break
             elif isinstance(step, AskStep):
+                if step.slot and step.input != "form" and step.slot in state.slots:
+                    # Already answered by what the person said: not asked again.
+                    effects.append(Emit("skipped", {"step": step.id, "slot": step.slot}))
+                    step_id = self._after(flow, step, str(state.slots[step.slot]))
+                    continue
+                if step.slot in state.guesses:
+                    return self._confirm_guess(state, flow, step, effects)
                 return self._ask(state, flow, step, effects)
             elif isinstance(step, KbStep):
                 if step.text and step.template:
@@ -735,8 +845,18 @@ class Engine:
             else:  # pragma: no cover - the schema admits no other kind
                 raise FlowRuntimeError(f"unknown step kind at {step.id!r}")
 
+    def _confirm_guess(self, state: ConversationState, flow: Flow, step: AskStep,
+                       effects: list[Effect]) -> Transition:
+        guess = state.guesses[step.slot]
+        buttons = (Button("Yes", V_GUESS_YES, "primary"), Button("No", V_GUESS_NO))
+        effects.append(Emit("asked", {"step": step.id, "slot": step.slot, "confirm": True}))
+        effects.append(Say(template="guess_confirm", context={"question": guess.get("confirm", "")}, buttons=buttons))
+        return Transition(replace(state, step_id=step.id, awaiting="guess", offered=tuple(b.value for b in buttons)),
+                          tuple(effects))
+
     def _ask(self, state: ConversationState, flow: Flow, step: AskStep, effects: list[Effect]) -> Transition:
         ctx = _context(state, flow)
+        effects.append(Emit("asked", {"step": step.id, "slot": step.slot, "confirm": False}))
         if step.input == "choice":
             buttons = _choice_buttons(step.choices)
             effects.append(Say(text=step.text, template=step.template, context=ctx, buttons=buttons))

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, TemplateSyntaxError
-from pydantic import ValidationError
+from jinja2 import Environment, TemplateSyntaxError, meta, nodes
+from pydantic import TypeAdapter, ValidationError
 
 from bot.engine.spec import (
     ActionStep,
@@ -23,7 +23,16 @@ from bot.engine.spec import (
     EscalateStep,
     Flow,
     KbStep,
+    Step,
 )
+
+# Names every flow text may use besides its slots: the conversation, the person, render globals
+# (bot/app.py), and Jinja's own globals.
+CONTEXT_NAMES = frozenset({
+    "slots", "first_message", "flow", "person", "platform", "more_detail", "last_action",
+    "app_name", "hr_contact", "facilities_contact",
+    "range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None",
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +148,51 @@ def _ends(step: Any, flow: Flow) -> bool:
     return not step.next and flow.following(step.id) is None
 
 
-def check_flow(flow: Flow, file: str, root: yaml.Node | None, known: Known, jinja: Environment) -> list[FlowError]:
+def _slot_names(flow: Flow) -> tuple[set[str], set[str]]:
+    """(names a flow's text may use, prefixes of names actions fill: `storage_quota_...`)."""
+    names = set(CONTEXT_NAMES)
+    prefixes: set[str] = set()
+    for step in flow.steps:
+        if isinstance(step, AskStep):
+            if step.slot:
+                names.update({step.slot, f"{step.slot}_label"})
+            names.update(f.name for f in step.fields)
+        if isinstance(step, ActionStep):
+            prefixes.add(f"{step.action}_")
+    return names, prefixes
+
+
+def _guarded(tree: nodes.Template) -> set[str]:
+    """Names used with `| default(...)` or tested with `is defined`: allowed to be missing."""
+    found: set[str] = set()
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
+        if node.name in ("default", "d", "defined", "undefined") and isinstance(node.node, nodes.Name):
+            found.add(node.node.name)
+    return found
+
+
+def _undefined_names(source: str, jinja: Environment, allowed: set[str], prefixes: set[str]) -> list[str]:
+    tree = jinja.parse(source)
+    missing = meta.find_undeclared_variables(tree) - allowed - _guarded(tree)
+    return sorted(n for n in missing if not any(n.startswith(p) for p in prefixes))
+
+
+def check_flow(flow: Flow, file: str, root: yaml.Node | None, known: Known, jinja: Environment,
+               *, missing_steps: frozenset[str] = frozenset(),
+               missing_slots: frozenset[str] = frozenset()) -> list[FlowError]:
+    """Every problem of a parsed flow. `missing_steps`: ids of steps that failed the schema (already
+    reported), so references to them are not reported twice."""
     errors: list[FlowError] = []
     lines = _step_lines(root)
+    allowed, prefixes = _slot_names(flow)
+    allowed |= {name for slot in missing_slots for name in (slot, f"{slot}_label")}
 
     def err(step_id: str | None, message: str) -> None:
         errors.append(FlowError(file, lines.get(step_id or "", _line(root)), message))
 
     if known.categories is not None and flow.category not in known.categories:
-        err(None, f"category {flow.category!r} is not a triage label; expected one of "
-                  f"{', '.join(sorted(known.categories))}")
+        err(None, f"category {flow.category!r} is not a ticket category; expected one of "
+                  f"{', '.join(sorted(known.categories))} (tickets.categories in the settings)")
     ids = [s.id for s in flow.steps]
     seen: set[str] = set()
     for step in flow.steps:
@@ -157,7 +201,7 @@ def check_flow(flow: Flow, file: str, root: yaml.Node | None, known: Known, jinj
         seen.add(step.id)
     for step in flow.steps:
         for label, target in _targets(step, flow):
-            if target not in seen:
+            if target not in seen and target not in missing_steps:
                 err(step.id, f"step {step.id!r}: {label} {target!r} is not a step of this flow; "
                              f"expected one of {', '.join(ids)}")
         template = getattr(step, "template", None)
@@ -168,18 +212,35 @@ def check_flow(flow: Flow, file: str, root: yaml.Node | None, known: Known, jinj
             source = getattr(step, attr, None)
             if isinstance(source, str) and source:
                 try:
-                    jinja.parse(source)
+                    undefined = _undefined_names(source, jinja, allowed | ({"problems"} if attr == "text" else set()),
+                                                 prefixes)
                 except TemplateSyntaxError as exc:
                     err(step.id, f"step {step.id!r}: {attr} is not a valid template: {exc.message}")
+                    continue
+                for name in undefined:
+                    err(step.id, f"step {step.id!r}: {attr} uses {{{{ {name} }}}}, but no step of this flow "
+                                 f"asks for {name!r} (use a slot the flow collects, or `| default('')`)")
+        if isinstance(step, AskStep) and step.input == "form":
+            try:
+                undefined = _undefined_names(step.retry_text, jinja, allowed | {"problems"}, prefixes)
+            except TemplateSyntaxError as exc:
+                err(step.id, f"step {step.id!r}: retry_text is not a valid template: {exc.message}")
+                undefined = []
+            for name in undefined:
+                err(step.id, f"step {step.id!r}: retry_text uses {{{{ {name} }}}}, which this flow never sets")
         if isinstance(step, ActionStep) and known.actions is not None and step.action not in known.actions:
             err(step.id, f"step {step.id!r}: unknown action {step.action!r}; expected one of "
                          f"{', '.join(sorted(known.actions))}")
         if isinstance(step, ActionStep):
-            for source in step.args.values():
+            for arg, source in step.args.items():
                 try:
-                    jinja.parse(source)
+                    undefined = _undefined_names(source, jinja, allowed, prefixes)
                 except TemplateSyntaxError as exc:
-                    err(step.id, f"step {step.id!r}: an argument is not a valid template: {exc.message}")
+                    err(step.id, f"step {step.id!r}: argument {arg!r} is not a valid template: {exc.message}")
+                    continue
+                for name in undefined:
+                    err(step.id, f"step {step.id!r}: argument {arg!r} uses {{{{ {name} }}}}, which this flow "
+                                 f"never sets")
         if isinstance(step, KbStep) and known.articles is not None:
             for article in (*step.articles, *step.exclude):
                 if article not in known.articles:
@@ -187,12 +248,13 @@ def check_flow(flow: Flow, file: str, root: yaml.Node | None, known: Known, jinj
                                  f"knowledge base)")
         if isinstance(step, EscalateStep) and step.category and known.categories is not None \
                 and step.category not in known.categories:
-            err(step.id, f"step {step.id!r}: category {step.category!r} is not a triage label")
-    if errors:
-        return errors
+            err(step.id, f"step {step.id!r}: category {step.category!r} is not a ticket category; expected one "
+                         f"of {', '.join(sorted(known.categories))}")
 
-    # Reachability from the first step.
-    graph = {s.id: [t for _, t in _targets(s, flow)] for s in flow.steps}
+    # Reachability from the first step (unknown targets were reported above and are left out, so
+    # every problem is reported in one run, not one layer at a time).
+    present = {s.id for s in flow.steps}
+    graph = {s.id: [t for _, t in _targets(s, flow) if t in present] for s in flow.steps}
     reachable: set[str] = set()
     stack = [flow.steps[0].id]
     while stack:
@@ -202,11 +264,12 @@ def check_flow(flow: Flow, file: str, root: yaml.Node | None, known: Known, jinj
         reachable.add(current)
         stack.extend(graph[current])
     for step in flow.steps:
-        if step.id not in reachable:
+        if step.id not in reachable and not missing_steps:
             err(step.id, f"step {step.id!r} is unreachable: no step leads to it")
 
     # Every reachable step must be able to reach an exit (no loop without a way out).
-    can_exit = {s.id for s in flow.steps if _ends(s, flow)}
+    can_exit = {s.id for s in flow.steps if _ends(s, flow)
+                or any(t not in present for _, t in _targets(s, flow))}  # a bad target is reported above
     changed = True
     while changed:
         changed = False
@@ -242,22 +305,83 @@ def parse_flow(text: str, file: str, known: Known, jinja: Environment) -> tuple[
     try:
         flow = Flow(**data, source=file)
     except ValidationError as exc:
-        found = []
-        for problem in exc.errors():
-            loc = list(problem["loc"])
-            node = _node_at(root, loc)
-            where = ".".join(str(p) for p in loc)
-            message = problem["msg"]
-            if problem["type"] == "union_tag_invalid":
-                message = f"unknown step kind {problem['input'].get('kind')!r}; expected one of " \
-                          "say, ask, branch, kb, action, escalate, end"
-            elif problem["type"] == "union_tag_not_found":
-                message = "a step needs `kind:` (say, ask, branch, kb, action, escalate or end)"
-            elif problem["type"] == "extra_forbidden":
-                message = f"unknown key {loc[-1]!r}"
-            found.append(FlowError(file, _line(node), f"{where}: {message}"))
-        return None, found
+        found = [FlowError(file, _line(_node_at(root, list(p["loc"]))), _plain_words(p, data))
+                 for p in exc.errors()]
+        # The steps that are fine are still checked (targets, templates, slots, articles...), so
+        # every problem shows in one run rather than one layer at a time.
+        partial, missing = _valid_part(data, file)
+        if partial is not None:
+            slots = frozenset(str(i.get("slot")) for i in data.get("steps") or []
+                              if isinstance(i, dict) and i.get("slot"))
+            found += check_flow(partial, file, root, known, jinja, missing_steps=missing, missing_slots=slots)
+        return None, sorted(found, key=lambda e: e.line)
     return flow, check_flow(flow, file, root, known, jinja)
+
+
+_STEP_ADAPTER: TypeAdapter[Any] = TypeAdapter(Step)
+
+
+def _valid_part(data: dict[str, Any], file: str) -> tuple[Flow | None, frozenset[str]]:
+    """The flow with only its valid steps (and the ids of the others), or None if that fails too."""
+    good: list[Any] = []
+    missing: set[str] = set()
+    for item in data.get("steps") or []:
+        try:
+            _STEP_ADAPTER.validate_python(item)
+            good.append(item)
+        except ValidationError:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                missing.add(item["id"])
+    if not good:
+        return None, frozenset(missing)
+    try:
+        return Flow(**{**data, "steps": good}, source=file), frozenset(missing)
+    except (ValidationError, TypeError):
+        return None, frozenset(missing)
+
+
+_KINDS = "say, ask, branch, kb, action, escalate or end"
+
+
+def _plain_words(problem: Any, data: dict[str, Any]) -> str:
+    """A pydantic problem said as a flow author would: where (the step's id) and what to change."""
+    loc = list(problem["loc"])
+    where = "the flow"
+    if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+        steps = data.get("steps") or []
+        item = steps[loc[1]] if loc[1] < len(steps) else None
+        ident = item.get("id") if isinstance(item, dict) else None
+        where = f"step {ident!r}" if ident else f"step {loc[1] + 1}"
+        loc = [p for p in loc[2:] if p not in ("say", "ask", "branch", "kb", "action", "escalate", "end")]
+    field = ".".join(str(p) for p in loc) if loc else ""
+    kind = problem["type"]
+    given = problem.get("input")
+    if kind == "union_tag_invalid":
+        return f"{where}: unknown step kind {given.get('kind')!r}; expected one of {_KINDS}"
+    if kind == "union_tag_not_found":
+        return f"{where}: a step needs `kind:` ({_KINDS})"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key {field!r} (check the spelling; docs/flows.md lists the keys)"
+    if kind == "missing":
+        return f"{where}: `{field}` is missing"
+    if kind == "literal_error":
+        expected = problem.get("ctx", {}).get("expected", "")
+        return f"{where}: `{field}` is {given!r}; expected one of {expected}"
+    if kind in ("string_type", "int_type", "bool_type", "list_type", "tuple_type", "dict_type", "int_parsing"):
+        wanted = {"string_type": "text", "int_type": "a whole number", "int_parsing": "a whole number",
+                  "bool_type": "true or false", "list_type": "a list", "tuple_type": "a list",
+                  "dict_type": "a mapping"}[kind]
+        return f"{where}: `{field}` should be {wanted}, not {given!r}"
+    if kind in ("too_short", "string_too_short"):
+        return f"{where}: `{field or 'it'}` is empty; it needs at least one entry" if kind == "too_short" \
+            else f"{where}: `{field}` is empty"
+    if kind == "string_too_long":
+        limit = problem.get("ctx", {}).get("max_length")
+        return f"{where}: `{field}` is too long (at most {limit} characters)"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return f"{where}: `{field}` is out of range ({problem['msg'].lower()})"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{where}: {field + ': ' if field else ''}{message}"
 
 
 def load_flows(directory: Path, known: Known | None = None,

@@ -18,6 +18,9 @@ OUTCOMES = ("resolved", "escalated", "abandoned", "deflected")
 Outcome = Literal["resolved", "escalated", "abandoned", "deflected"]
 IMPACTS = ("high", "medium", "low")
 STEP_KINDS = ("say", "ask", "branch", "kb", "action", "escalate", "end")
+# What an ask step can learn from free text (`listen:`), besides its choices' synonyms.
+LISTEN_KINDS = ("error_code", "device", "os", "group", "date", "urgency", "impact")
+ListenKind = Literal["error_code", "device", "os", "group", "date", "urgency", "impact"]
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -45,6 +48,8 @@ class Choice(Strict):
     label: str = Field(min_length=1, max_length=75)
     value: str = ""
     next: str | None = None
+    # Phrases that, said in free text ("my mailbox is full"), pick this choice without asking.
+    synonyms: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _default_value(self) -> Choice:
@@ -117,6 +122,8 @@ class AskStep(Texty):
     choices: tuple[Choice, ...] = ()
     fields: tuple[FieldSpec, ...] = ()
     title: str | None = None  # form title (modal / card heading)
+    # What this question can learn from anything the person says (docs/flows.md, "Listening").
+    listen: ListenKind | None = None
 
     @field_validator("pattern")
     @classmethod
@@ -135,6 +142,10 @@ class AskStep(Texty):
             raise ValueError("`input: form` needs `fields`")
         if self.input != "choice" and self.choices:
             raise ValueError("`choices` only go with `input: choice`")
+        if self.listen and self.input == "form":
+            raise ValueError("`listen` goes with `input: text` or `input: choice`, not a form")
+        if self.listen in ("device", "os", "urgency", "impact") and self.input != "choice":
+            raise ValueError(f"`listen: {self.listen}` needs `input: choice` (its choices are what is heard)")
         return self
 
 

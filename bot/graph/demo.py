@@ -120,6 +120,7 @@ class DemoDirectory:
                 name=str(raw["name"]),
                 display_name=str(raw.get("display_name") or raw["name"]),
                 protected=bool(raw.get("protected", False)),
+                description=str(raw.get("description") or ""),
             )
             self.groups[group.id] = group
             by_name[group.name.casefold()] = group.id
@@ -250,6 +251,16 @@ class DemoDirectory:
             if key in (group.id.casefold(), group.name.casefold(), group.display_name.casefold()):
                 return group
         return None
+
+    async def search_groups(self, words: Sequence[str], *, limit: int = 25) -> Sequence[Group]:
+        self._enter("search_groups", " ".join(words))
+        prefixes = [w.casefold() for w in words if w]
+        found = []
+        for group in self.groups.values():
+            tokens = re.split(r"[^\w]+", f"{group.display_name} {group.name} {group.description}".casefold())
+            if any(t.startswith(p) for t in tokens if t for p in prefixes):
+                found.append(group)
+        return found[:limit]
 
     async def group_owners(self, group_id: str) -> Sequence[DirectoryUser]:
         self._enter("group_owners", group_id)

@@ -40,6 +40,7 @@ class Group:
     name: str  # mailNickname in Graph
     display_name: str
     protected: bool = False  # demo only: a role-assignable / privileged group
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,11 @@ class Directory(Protocol):
         ...
 
     async def find_group(self, name_or_id: str) -> Group | None: ...
+
+    async def search_groups(self, words: Sequence[str], *, limit: int = 25) -> Sequence[Group]:
+        """Groups whose display name, mail nickname or description has a word starting with one of
+        `words` (Graph `$search`, tokenised prefix match); the caller ranks them (fuzzy)."""
+        ...
 
     async def group_owners(self, group_id: str) -> Sequence[DirectoryUser]: ...
 

@@ -117,6 +117,7 @@ def group_from(data: dict[str, Any]) -> Group:
         id=str(data["id"]),
         name=str(data.get("mailNickname") or data.get("displayName") or data["id"]),
         display_name=str(data.get("displayName") or data.get("mailNickname") or data["id"]),
+        description=str(data.get("description") or ""),
     )
 
 
@@ -236,6 +237,22 @@ class GraphDirectory:
             params={"$filter": f"mailNickname eq {literal} or displayName eq {literal}", "$select": select},
         )
         return group_from(items[0]) if items else None
+
+    async def search_groups(self, words: Sequence[str], *, limit: int = 25) -> Sequence[Group]:
+        # $search is tokenised prefix matching and needs ConsistencyLevel: eventual (advanced query).
+        terms = [re.sub(r'["\\]', "", w) for w in words if w][:6]
+        if not terms:
+            return []
+        clauses = " OR ".join(f'"{field}:{term}"' for term in terms
+                              for field in ("displayName", "mailNickname", "description"))
+        items = await self.client.get_all(
+            "/groups",
+            operation="search_groups",
+            params={"$search": clauses, "$select": "id,displayName,mailNickname,description", "$top": str(limit)},
+            headers={"ConsistencyLevel": "eventual"},
+            limit=limit,
+        )
+        return [group_from(item) for item in items[:limit]]
 
     async def group_owners(self, group_id: str) -> Sequence[DirectoryUser]:
         items = await self.client.get_all(

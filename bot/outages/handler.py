@@ -259,12 +259,22 @@ class OutageHandler:
                 FormField("workaround", "Workaround", kind="multiline", required=False),
                 FormField("fix", "Expected fix", required=False, placeholder="e.g. by 11:00"),
                 FormField("next_update", "Next update (HH:MM)", required=False, pattern=r"^(\d{1,2}:\d{2})?$"),
+                FormField("category", "Tickets about it (links them to the notice)", kind="choice",
+                          required=False, options=self._categories()),
                 FormField("audience", "Audience", kind="choice", options=audience),
-                FormField("groups", "Groups (for members of groups)", required=False),
+                FormField("groups", "Groups (only for Members of groups)", required=False,
+                          only_if=("audience", "groups")),
             ),
         )
         text = self.service.renderer.text(turn.platform, template="outage_command", context={"outcome": "form"})
         turn.reply(Reply(text=text, form=form, private=True, template="outage_command"))
+
+    def _categories(self) -> tuple[Button, ...]:
+        """The IT flows, as a notice's category: tickets opened in it while it is active are linked."""
+        flows = self.pipeline.engine.flows
+        not_it = {"human", "smalltalk", "out_of_scope", "fallback", OUTAGE_LABEL, "ticket_status"}
+        return tuple(Button(f.title, f.id) for f in sorted(flows.values(), key=lambda f: f.title)
+                     if f.id not in not_it)
 
     async def _declare(self, turn: Turn, label: str) -> None:
         if not turn.person.is_admin:

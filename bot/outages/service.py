@@ -735,17 +735,21 @@ class OutageService:
 
     async def _alert_spike(self, uow: UnitOfWork, label: str, count: int) -> None:
         draft = self.draft_for(label)
-        targets: list[Address] = [Address(Platform(p), c) for p, c in self.settings.alert_channels.items() if c]
+        # (address, may this audience declare?): a channel is offered the button (admins read it too,
+        # and the click is checked); in direct messages only admins are offered what only they may do.
+        targets: list[tuple[Address, bool]] = [
+            (Address(Platform(p), c), True) for p, c in self.settings.alert_channels.items() if c]
         if not targets:
             for email in dict.fromkeys(self.technicians + self.admins):
-                targets.append(await self._dm_address(uow, email))
-        buttons = (Button("Declare an outage", f"{V_DECLARE}{label}", "primary"),
-                   Button("Not an outage", f"{V_DISMISS}{label}"))
+                targets.append((await self._dm_address(uow, email), email in self.admins))
+        dismiss = Button("Not an outage", f"{V_DISMISS}{label}")
         stamp = uow.now.strftime("%Y%m%dT%H%M")
-        for address in targets:
+        for address, can_declare in targets:
+            buttons = (Button("Declare an outage", f"{V_DECLARE}{label}", "primary"), dismiss) if can_declare \
+                else (dismiss,)
             text = self.renderer.text(address.platform, template="outage_spike_alert", context={
                 "count": count, "label": label, "minutes": self.settings.spike_window_minutes,
-                "service": draft.service, "summary": draft.summary})
+                "service": draft.service, "summary": draft.summary, "can_declare": can_declare})
             uow.enqueue(Outbound(address, Reply(text=text, buttons=buttons, template="outage_spike_alert")),
                         idempotency_key=f"outage:spike:{label}:{stamp}:{address.platform.value}:"
                                         f"{address.conversation_id}", group_key=f"outage:spike:{label}")

@@ -6,7 +6,10 @@ The handler takes, before the flow engine:
 - ticket buttons (`ticket:<op>:<ref>[:arg]`) and ticket forms (`form:ticket_<op>:<ref>`);
 - a message in a ticket's queue thread (Slack/Teams): a technician's text is relayed to the
   requester, `note: ...` (or `/helpdesk note`) stays internal;
-- an employee's free chat while a technician is talking to them (the relay window, docs/tickets.md).
+- an employee's free chat while a technician is talking to them (the relay window, docs/tickets.md):
+  `RelayHandler`, registered after every other handler, so commands, outage answers and confident new
+  requests are handled as such; an unclear message is asked about ("Send this to Tina on HD-1005, or is
+  it something new?").
 
 Every operation checks the person's role in `TicketService`, whatever the payload says.
 """
@@ -15,17 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shlex
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from bot.core.models import Button, Reply
 from bot.core.pipeline import Turn
-from bot.engine.engine import OpenTicket, TicketAnswer
+from bot.engine.engine import ConversationState, OpenTicket, TicketAnswer, global_command
 from bot.store.repos import UnitOfWork
-from bot.store.tables import EventRow
+from bot.store.tables import EventRow, TicketNoteRow
 from bot.tickets.service import (
     B_ASSIGN,
     B_ASSIGN_TO,
@@ -36,10 +41,12 @@ from bot.tickets.service import (
     B_REOPEN,
     B_REPLY,
     B_RESOLVE,
+    B_SEND_NOTE,
     B_SPLIT,
     FORM_NOTE,
     FORM_REPLY,
     FORM_RESOLVE,
+    IMPACT_WORDS,
     Forbidden,
     InvalidState,
     Outcome,
@@ -48,11 +55,35 @@ from bot.tickets.service import (
     TicketView,
     find_by_thread,
     note_form,
+    raised_level,
     reply_form,
     resolve_form,
 )
 
+if TYPE_CHECKING:
+    from bot.core.pipeline import Pipeline
+
 log = logging.getLogger("bot.tickets")
+
+# The documented explicit prefixes: stored as an internal note, no question asked.
+NOTE_PREFIX = re.compile(r"^\s*(?:note|internal)\s*:|^\s*//")
+# Text that *looks* like a note ("Internal note: ...", "[internal] ...", "Tech only - ...", "Note to self"):
+# kept as an internal note too, and the technician is told so, with a button to send it after all.
+# Relaying a note by mistake leaks it to the employee; keeping a message back costs one click.
+NOTE_LIKE = re.compile(
+    r"^[\W_]*(?:internal|private|confidential|(?:tech(?:nician)?s?|staff|team|admin|desk|it)[\s-]*"
+    r"(?:only|notes?)\b|notes?\s*(?:[:\-\u2013\u2014\])]|to\s+(?:self|team|techs?|the\s+team)\b)|"
+    r"(?:not|do\s+not|don'?t)\s+(?:for|send|relay|share|tell|forward)\b)"
+    r"|[\[(](?:internal|private|note|tech(?:s| only)?)[\])]",
+    re.IGNORECASE)
+# "reply HD-1005 thanks, that worked" typed without the slash command.
+TYPED_REPLY = re.compile(r"^\s*reply\s+(?:to\s+)?([a-z]+-\d+)\b[\s:,.-]*(.*)$", re.IGNORECASE | re.DOTALL)
+# The start of an answer to a technician's question: relayed, whatever else it mentions.
+ANSWER_LIKE = re.compile(r"^\s*(?:yes|yeah|yep|yup|no|nope|nah|ok|okay|sure|thanks|thank you|it does|it did|"
+                         r"it is|it was|it doesn'?t|it didn'?t|done|tried|still)\b", re.IGNORECASE)
+# What the conversation waits for while the bot asks "Send this to Tina on HD-1005, or something new?"
+AWAITING_RELAY = "relay_choice"
+V_RELAY_SEND, V_RELAY_NEW = "relay:send:", "relay:new"
 
 VERBS = frozenset({"help", "", "queue", "mine", "status", "tickets", "list", "show", "claim", "assign", "resolve",
                    "reopen", "note", "reply", "open", "open-from-message", "my"})
@@ -109,11 +140,18 @@ class TicketHandler:
 
     def __init__(self, service: TicketService) -> None:
         self.service = service
+        self.pipeline: Pipeline | None = None  # set by RelayHandler: "Something new" is triaged
 
     # ----- TicketDesk ---------------------------------------------------------------------
 
     async def open_for_flow(self, turn: Turn, request: OpenTicket, summary: str) -> TicketAnswer:
         svc = self.service
+        said = " ".join([request.first_message, summary, *(str(v) for v in request.details.values()
+                                                            if isinstance(v, str))])
+        impact = raised_level(request.impact, said, IMPACT_WORDS)
+        if impact != request.impact:
+            turn.emit("impact_raised", impact=impact, was=request.impact)
+            request = replace(request, impact=impact)
         existing = await svc.open_duplicate_of(turn.uow, turn.person, request.category)
         if existing is not None:
             details = {**dict(request.details), "first_message": request.first_message}
@@ -147,10 +185,18 @@ class TicketHandler:
 
     async def handle(self, turn: Turn) -> bool:
         incoming = turn.incoming
+        pending = ""
+        if turn.state.awaiting == AWAITING_RELAY and not turn.state.active:
+            # Whatever comes next answers (or replaces) "Send this to ..., or something new?".
+            pending = turn.state.pending_text
+            turn.state = ConversationState(version=turn.state.version)
         if incoming.command is not None:
             return await self._command(turn, incoming.command)
         if incoming.action is not None:
             value = incoming.action.value
+            if value.startswith(V_RELAY_SEND) or value == V_RELAY_NEW:
+                await self._relay_choice(turn, value, pending)
+                return True
             if value.startswith("ticket:"):
                 await self._guard(turn, value.split(":")[2] if value.count(":") >= 2 else "",
                                   self._button(turn, value))
@@ -170,11 +216,10 @@ class TicketHandler:
                 return False
             await self._guard(turn, ref, self._thread_message(turn, ref, text))
             return True
-        if incoming.is_direct and not turn.state.active and turn.state.awaiting is None:
-            row = await self.service.relay_target(turn.uow, turn.person)
-            if row is not None:
-                await self._guard(turn, row.ref, self._requester_reply(turn, row.ref, text))
-                return True
+        typed = TYPED_REPLY.match(text) if incoming.is_direct and not turn.state.active else None
+        if typed is not None:
+            await self._command(turn, f"reply {typed.group(1)} {typed.group(2)}".strip())
+            return True
         return False
 
     # ----- plumbing -----------------------------------------------------------------------
@@ -278,7 +323,7 @@ class TicketHandler:
             if row.requester_email == person.email.lower():
                 await self._requester_reply(turn, ref, rest)
             else:
-                self._ack(turn, await svc.reply_to_requester(uow, person, ref, rest))
+                await self._technician_message(turn, ref, rest, acknowledge=True)
 
     async def _open_from_message(self, turn: Turn, link: str) -> None:
         """A ticket for the person who used the shortcut, with the message's text and a link to it."""
@@ -300,9 +345,12 @@ class TicketHandler:
                   "open": "All open tickets:", "requested": "Your tickets:"}
         empties = {"queue": "The queue is empty.", "mine": "You don't hold any open tickets.",
                    "open": "There are no open tickets.", "requested": "You have no tickets."}
+        tz = self.service.calendar.timezone
         items = [{"ref": t.ref, "priority": t.priority, "status": t.status, "summary": t.summary[:80],
                   "assignee": await self.service.name_of(t.assignee_email) if t.assignee_email else "",
-                  "requester": t.requester_name} for t in tickets]
+                  "requester": t.requester_name, "due_target": t.due_target, "overdue": t.overdue,
+                  "due": t.due_at.astimezone(tz).strftime("%a %d %b %H:%M") if t.due_at else ""}
+                 for t in tickets]
         buttons = tuple(Button(f"Claim {t.ref}", B_CLAIM + t.ref) for t in tickets[:5]) if scope == "queue" else ()
         self._say(turn, "ticket_list", {"tickets": items, "title": titles[scope], "empty": empties[scope],
                                         "show_requester": scope != "requested"}, buttons)
@@ -368,6 +416,10 @@ class TicketHandler:
                 raise InvalidState(ref, "a rating is 1 to 5")
             await svc.rate(uow, person, ref, int(arg))
             self._say(turn, "ticket_feedback", {"kind": "rated", "ticket_id": ref, "rating": int(arg)})
+        elif prefix == B_SEND_NOTE:
+            if not arg.isdigit():
+                raise InvalidState(ref, "that button is missing its note")
+            self._ack(turn, await svc.send_note_to_requester(uow, person, ref, int(arg)))
         elif prefix == B_SPLIT:
             if not arg.isdigit():
                 raise InvalidState(ref, "nothing to split")
@@ -395,7 +447,7 @@ class TicketHandler:
             if row.requester_email == person.email.lower():
                 await self._requester_reply(turn, ref, text)
             else:
-                self._ack(turn, await svc.reply_to_requester(uow, person, ref, text))
+                await self._technician_message(turn, ref, text, acknowledge=True)
         else:
             raise UsageError("I don't know that ticket form.")
 
@@ -403,18 +455,119 @@ class TicketHandler:
 
     async def _thread_message(self, turn: Turn, ref: str, text: str) -> None:
         """A message in the ticket's queue thread. Technicians only; `note:` keeps it internal."""
-        svc = self.service
         if not turn.person.is_technician:
             raise Forbidden(ref, "only technicians work tickets in the queue channel")
-        lowered = text.lower()
-        if lowered.startswith(("note:", "internal:", "//")):
-            body = text.split(":", 1)[1] if ":" in text[:9] else text[2:]
-            self._ack(turn, await svc.note(turn.uow, turn.person, ref, body.strip()))
+        explicit = NOTE_PREFIX.match(text)
+        if explicit:
+            self._ack(turn, await self.service.note(turn.uow, turn.person, ref, text[explicit.end():].strip()))
             return
         # The technician's message is already in the thread for everyone: no acknowledgement there.
-        await svc.reply_to_requester(turn.uow, turn.person, ref, text)
+        await self._technician_message(turn, ref, text, acknowledge=False)
+
+    async def _technician_message(self, turn: Turn, ref: str, text: str, *, acknowledge: bool) -> None:
+        """A technician writing to the requester; text that looks like an internal note stays one."""
+        svc = self.service
+        if NOTE_LIKE.search(text[:60]):
+            outcome = await svc.note(turn.uow, turn.person, ref, text)
+            row = await svc.get(turn.uow, ref)
+            first = row.requester_name.split()[0] if row.requester_name else "the requester"
+            self._say(turn, "ticket_ack", {
+                "action": "kept_as_note", "ticket_id": outcome.ticket.ref, "priority": outcome.ticket.priority,
+                "requester_name": row.requester_name, "to_name": ""},
+                buttons=(Button(f"Send it to {first}", f"{B_SEND_NOTE}{outcome.ticket.ref}:"
+                                                       f"{outcome.extra['note_id']}"),))
+            return
+        outcome = await svc.reply_to_requester(turn.uow, turn.person, ref, text)
+        if acknowledge:
+            self._ack(turn, outcome)
 
     async def _requester_reply(self, turn: Turn, ref: str, text: str) -> None:
         outcome = await self.service.reply_from_requester(turn.uow, turn.person, ref, text)
         self._ack(turn, outcome)
 
+
+    async def _relay_choice(self, turn: Turn, value: str, text: str) -> None:
+        """The answer to "Send this to Tina on HD-1005, or is it something new?"."""
+        if not text:
+            turn.say("stale_button")
+            return
+        if value.startswith(V_RELAY_SEND):
+            ref = value.removeprefix(V_RELAY_SEND).upper()
+            await self._guard(turn, ref, self._requester_reply(turn, ref, text))
+            return
+        turn.emit("relay_declined", text_length=len(text))
+        if self.pipeline is not None:
+            await self.pipeline.route(turn, text)
+
+
+class RelayHandler:
+    """An employee's free chat while a technician is talking to them (docs/tickets.md, "Relay").
+
+    Registered after every other handler, so a matching outage status has already been shown. Here:
+    "cancel", "start over", "talk to a person", outage questions and "my tickets" are left to the
+    usual path; a message triage is sure is a new, different request is handled as one (and the
+    person is told it did not go to the technician); a possible new request is asked about; anything
+    else (an answer, "thanks", "yes, E52") goes to the technician, and the reply names them.
+    """
+
+    # Labels that are never a message *for* the technician: the usual path answers them.
+    PASS_ON = frozenset({"outage_check", "ticket_status"})
+    # Labels that never count as "a new request" (an answer to a technician often reads like these).
+    NOT_NEW = frozenset({"smalltalk", "out_of_scope", "human", "fallback"})
+
+    def __init__(self, tickets: TicketHandler, pipeline: Pipeline) -> None:
+        self.tickets = tickets
+        self.pipeline = pipeline
+        tickets.pipeline = pipeline
+
+    async def handle(self, turn: Turn) -> bool:
+        incoming = turn.incoming
+        if incoming.command is not None or incoming.action is not None or not incoming.is_direct:
+            return False
+        text = (incoming.text or "").strip()
+        if not text or turn.state.active or turn.state.awaiting is not None:
+            return False
+        svc = self.tickets.service
+        row = await svc.relay_target(turn.uow, turn.person)
+        if row is None:
+            return False
+        if global_command(text) is not None:
+            return False  # cancel / start over / talk to a person work as everywhere else
+        pipeline = self.pipeline
+        guess = pipeline.triage.classify(text)
+        tech = await svc.name_of(row.assignee_email) if row.assignee_email else "the technicians"
+        context = {"ticket_id": row.ref, "to_name": tech}
+        it_label = guess.intent in pipeline.engine.flows and guess.intent not in self.NOT_NEW
+        if guess.intent in self.PASS_ON and guess.confidence >= pipeline.min_confidence:
+            turn.emit("relay_skipped", id=row.ref, reason=guess.intent)
+            return False
+        # About the ticket: its category, or a topic word its summary shares ("normal mode still
+        # crashes" on "Outlook crashes every time...") - an answer to the technician, not a new request.
+        # An answer-shaped message ("yes, also on battery") or one sharing a topic word with the
+        # technician's last message is an answer too.
+        stems = getattr(pipeline.triage, "content_stems", None)
+        about = f"{row.summary} {row.category.replace('_', ' ')} {await self._last_from_technician(turn, row.id)}"
+        related = guess.intent == row.category or bool(ANSWER_LIKE.match(text)) or bool(
+            stems is not None and stems(text) & stems(about))
+        if it_label and not related and guess.confidence >= pipeline.start_threshold \
+                and row.category in pipeline.engine.flows and row.category not in self.NOT_NEW:
+            turn.emit("relay_skipped", id=row.ref, reason="new_request")
+            turn.say("relay_not_sent", context)
+            return False
+        if it_label and not related and guess.confidence >= pipeline.min_confidence:
+            first = tech.split()[0] if row.assignee_email else "the technicians"
+            turn.state = replace(turn.state, awaiting=AWAITING_RELAY, pending_text=text, updated_at=turn.now)
+            turn.emit("relay_asked", id=row.ref)
+            turn.say("relay_or_new", context, buttons=[
+                Button(f"Send to {first}", f"{V_RELAY_SEND}{row.ref}", "primary"),
+                Button("Something new", V_RELAY_NEW)])
+            return True
+        await self.tickets._guard(turn, row.ref, self.tickets._requester_reply(turn, row.ref, text))
+        return True
+
+    @staticmethod
+    async def _last_from_technician(turn: Turn, ticket_id: int) -> str:
+        query = (select(TicketNoteRow.text).where(TicketNoteRow.ticket_id == ticket_id,
+                                                  TicketNoteRow.kind == "to_requester")
+                 .order_by(TicketNoteRow.id.desc()).limit(1))
+        return str((await turn.uow.session.execute(query)).scalar_one_or_none() or "")

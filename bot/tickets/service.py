@@ -17,8 +17,9 @@ Roles are checked here, server-side, on every operation, whatever a button paylo
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -50,7 +51,23 @@ B_CLAIM, B_ASSIGN, B_ASSIGN_TO, B_RESOLVE, B_REOPEN, B_NOTE, B_REPLY = (
     "ticket:claim:", "ticket:assign:", "ticket:assign_to:", "ticket:resolve:", "ticket:reopen:", "ticket:note:",
     "ticket:reply:")
 B_FIXED, B_RATE, B_SPLIT = "ticket:fixed:", "ticket:rate:", "ticket:split:"
+# "Send it to the requester after all": a thread message that looked like a note was kept as one.
+B_SEND_NOTE = "ticket:send_note:"
 FORM_NOTE, FORM_REPLY, FORM_RESOLVE = "ticket_note:", "ticket_reply:", "ticket_resolve:"
+
+
+# What the person said about how many people are hit: a ticket's impact is never lower than their
+# words ("No, nobody can print" is not a P4).
+LEVELS = ("low", "medium", "high")
+IMPACT_WORDS = re.compile(
+    r"\b(?:nobody|no one|noone|none of us|everyone|everybody|all of us|all users|whole (?:team|office|floor|"
+    r"department|company|building)|entire (?:team|office|floor|department|company|building)|"
+    r"(?:the )?(?:whole|entire) \w+ (?:team|office|floor)|company[- ]wide|all (?:staff|employees|printers))\b",
+    re.IGNORECASE)
+def raised_level(current: str, said: str, words: re.Pattern[str], to: str = "high") -> str:
+    """`current`, raised to `to` when the person's words say so."""
+    current = current if current in LEVELS else "low"
+    return to if words.search(said) and LEVELS.index(to) > LEVELS.index(current) else current
 
 
 # ----- errors -----------------------------------------------------------------------------------
@@ -121,6 +138,10 @@ class TicketView:
     transcript: tuple[str, ...] = ()
     notes: tuple[NoteView, ...] = ()
     channel: str = "console"
+    # The next SLA target of an open ticket (first response, then resolution), for the queue.
+    due_at: datetime | None = None
+    due_target: str = ""
+    overdue: bool = False
     # An SLA target (first response or resolution) has been missed.
     breached: bool = False
 
@@ -438,7 +459,9 @@ class TicketService:
         )
         uow.session.add(row)
         await uow.session.flush()
-        uow.emit("ticket_created", subject=ref, id=ref, category=category, priority=priority)
+        # The summary lets other desks relate the ticket (an outage whose service it names links it).
+        uow.emit("ticket_created", subject=ref, id=ref, category=category, priority=priority,
+                 summary=row.summary[:300])
         await self.post_to_queue(uow, row)
         if self.mirror is not None:
             self.mirror.created(uow, row)
@@ -624,7 +647,23 @@ class TicketService:
         await self.to_thread(uow, row, "ticket_notice",
                              {"kind": "note", "by": actor.display_name, "text": text.strip()},
                              f"note:{note.id}", console_to=others)
-        return Outcome(view_of(row), "noted")
+        return Outcome(view_of(row), "noted", {"note_id": note.id})
+
+    async def send_note_to_requester(self, uow: UnitOfWork, actor: Person, ref: str, note_id: int) -> Outcome:
+        """A message kept as an internal note because it looked like one, relayed after all on the
+        technician's explicit say-so (once)."""
+        self.require_technician(actor, ref)
+        row = await self.get(uow, ref, lock=True)
+        note = await uow.session.get(TicketNoteRow, note_id)
+        if note is None or note.ticket_id != row.id or note.kind != "note":
+            raise InvalidState(row.ref, "that note is not on this ticket")
+        if note.author.lower() != actor.email.lower():
+            raise Forbidden(row.ref, "only its author can send a note to the requester")
+        if (note.data or {}).get("sent_as"):
+            raise InvalidState(row.ref, "that note was already sent to the requester")
+        outcome = await self.reply_to_requester(uow, actor, ref, note.text)
+        note.data = {**dict(note.data or {}), "sent_as": "to_requester"}
+        return outcome
 
     async def reply_to_requester(self, uow: UnitOfWork, actor: Person, ref: str, text: str) -> Outcome:
         """Relay a technician's message to the requester's direct conversation with the bot."""
@@ -825,8 +864,37 @@ class TicketService:
                                 TicketRow.status.in_(OPEN_STATUSES))
         elif scope == "open":
             query = query.where(TicketRow.status.in_(OPEN_STATUSES))
-        rows = (await uow.session.execute(query.order_by(TicketRow.id.desc()).limit(limit))).scalars()
-        return [view_of(r) for r in rows]
+        if actor.is_technician and scope != "requested":
+            # The queue is worked in order: most urgent priority first, then the nearest SLA target.
+            rows = list((await uow.session.execute(
+                query.order_by(TicketRow.priority, TicketRow.id).limit(limit))).scalars())
+            dues = {r.id: self.due(r, uow.now) for r in rows}
+
+            def left(row: TicketRow) -> float:
+                due = dues[row.id]
+                return due[2] if due is not None else float("inf")
+
+            rows.sort(key=lambda r: (r.priority, left(r), r.id))
+            return [self._with_due(view_of(r), dues[r.id]) for r in rows]
+        rows = list((await uow.session.execute(query.order_by(TicketRow.id.desc()).limit(limit))).scalars())
+        return [self._with_due(view_of(r), self.due(r, uow.now)) for r in rows]
+
+    def due(self, row: TicketRow, now: datetime) -> tuple[str, datetime, float] | None:
+        """(target, when, minutes left) of an open ticket's next SLA target; minutes left < 0: overdue.
+        The clock is the priority's calendar, paused while the ticket waits on the requester."""
+        if row.status not in OPEN_STATUSES:
+            return None
+        target = self.cfg.target(row.priority)
+        name, minutes = (("first response", target.first_response_minutes) if row.first_response_at is None
+                         else ("resolution", target.resolution_minutes))
+        left = minutes - self.elapsed(row, now)
+        return name, self.calendar_for(row.priority).add_minutes(now, max(0.0, left)), left
+
+    @staticmethod
+    def _with_due(view: TicketView, due: tuple[str, datetime, float] | None) -> TicketView:
+        if due is None:
+            return view
+        return replace(view, due_target=due[0], due_at=due[1], overdue=due[2] < 0)
 
     async def search(self, uow: UnitOfWork, actor: Person, *, status: str = "open", category: str = "",
                      priority: str = "", assignee: str = "", limit: int = 200) -> list[TicketView]:

@@ -319,10 +319,9 @@ class Console:
             return viewer
         filters = self._filters(request)
         rows = await self._rows(viewer, filters)
-        from bot.app import TRIAGE_LABELS
-
+        # Ticket categories are data (tickets.categories in the settings), not a list in code.
         return self.page("queue.html", request, viewer, rows=rows, filters=filters, statuses=STATUS_FILTERS,
-                         categories=sorted(TRIAGE_LABELS), priorities=PRIORITIES,
+                         categories=sorted(self.app.settings.tickets.categories), priorities=PRIORITIES,
                          technicians=self.app.services["tickets"].technician_emails(),
                          query=urlencode(filters))
 

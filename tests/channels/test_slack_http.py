@@ -74,7 +74,7 @@ async def test_direct_message_is_answered_in_the_dm_and_identity_comes_from_user
     assert response.status_code == 200
     await harness.settle()
     post = harness.last_post(ALICE_DM)
-    assert "Which computer are you connecting from?" in visible(post)
+    assert "Your Windows computer ALICE-LT01?" in visible(post)  # the one laptop, confirmed in one line
     assert "thread_ts" not in post
     await harness.event(message_im("still there?"))
     await harness.settle()
@@ -87,7 +87,7 @@ async def test_mention_in_a_channel_is_answered_in_its_thread(harness: Harness) 
     await harness.settle()
     post = harness.last_post("C0CHAN0001")
     assert post["thread_ts"] == payload["event"]["ts"]
-    assert "Which computer are you connecting from?" in visible(post)
+    assert "Your Windows computer ALICE-LT01?" in visible(post)  # the one laptop, confirmed in one line
 
 
 async def test_bots_edits_and_joins_are_ignored(harness: Harness) -> None:
@@ -162,7 +162,7 @@ async def test_429_on_a_reply_is_retried_after_retry_after_and_delivered_once(ha
 
 async def test_buttons_and_a_modal_form_with_a_pattern_advance_the_flow(harness: Harness) -> None:
     standin = harness.standin
-    await harness.event(message_im("my outlook automatic replies need setting up"))
+    await harness.event(message_im("I need help with my outlook email"))
     await harness.settle()
     question = harness.last_post(ALICE_DM)
     assert "What do you need with email?" in visible(question)

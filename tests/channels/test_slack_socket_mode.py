@@ -239,7 +239,7 @@ async def test_a_slash_command_envelope_is_acknowledged_and_answered_in_the_dm(b
 async def test_a_modal_answer_is_given_in_the_acknowledgement_payload(bot: SocketBot) -> None:
     # Over HTTP a modal's validation errors are the response body; in Socket Mode they travel in
     # the acknowledgement's `payload` (the interactive envelope accepts a response payload).
-    await bot.say("my outlook automatic replies need setting up")
+    await bot.say("I need help with my outlook email")
     await bot.click("Out-of-office reply")
     await bot.click("Fill in the form")
     opened = bot.web.calls_to("views.open")

@@ -172,3 +172,22 @@ async def test_send_mail(backend: Backend) -> None:
     )
     assert receipt.request_id is not None
     assert backend.sent_mail() == [("alice.personal@example.net", "Hi", "Body")]
+
+
+async def test_search_groups_by_word_prefix_for_fuzzy_names(backend: Backend) -> None:
+    """Both backends find candidates by word prefix (Graph `$search` with ConsistencyLevel:
+    eventual); the listener ranks them fuzzily and confirms anything not typed exactly."""
+    from bot.core.models import Person
+    from bot.graph.listening import DirectoryListener
+
+    found = await backend.directory.search_groups(["mark"])
+    assert [g.name for g in found] == ["marketing-share"]
+    assert not await backend.directory.search_groups(["zzzz"])
+    person = Person(directory_id=ALICE, email="alice@example.com", display_name="Alice Employee")
+    listener = DirectoryListener(backend.directory)
+    facts = await listener.facts(person, "I need access to the marketing share", frozenset({"group", "device"}))
+    assert [(n.value, n.label, n.exact) for n in facts.names] == [
+        ("marketing-share", "Marketing shared drive (marketing-share)", False)]
+    assert {(d.name, d.family) for d in facts.devices} == {("ALICE-LT01", "windows"), ("Alice iPhone", "mobile")}
+    typo = await listener.facts(person, "engneering", frozenset({"group"}))
+    assert [n.value for n in typo.names] == ["engineering"]

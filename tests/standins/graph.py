@@ -178,6 +178,7 @@ class GraphStandIn:
                 "securityEnabled": True,
                 "mailEnabled": False,
                 "isAssignableToRole": bool(g.get("protected", False)),
+                "description": g.get("description"),
             }
             s.members[gid] = set()
             by_name[str(g["name"]).casefold()] = gid
@@ -674,6 +675,8 @@ class GraphStandIn:
             if tail[:2] == ["teamwork", "installedApps"]:
                 return self._installed_apps(request, method, uid, tail[2:], payload)  # type: ignore[arg-type]
         if segs[0] == "groups":
+            if n == 1 and method == "GET" and "$search" in params:
+                return self._search_groups(request, params, path)
             if n == 1 and method == "GET":
                 expression = params.get("$filter", "")
                 nick, display = (
@@ -835,6 +838,25 @@ class GraphStandIn:
                 }
             )
         return items
+
+    def _search_groups(self, request: httpx.Request, params: httpx.QueryParams, path: str) -> httpx.Response:
+        """`$search="displayName:word" OR "mailNickname:word"`: tokenised prefix match, as Graph does;
+        without `ConsistencyLevel: eventual` Graph refuses the query (400 Request_UnsupportedQuery)."""
+        if request.headers.get("ConsistencyLevel", "").lower() != "eventual":
+            return self._error(request, 400, "Request_UnsupportedQuery",
+                               "Request with $search query parameter only works with ConsistencyLevel header "
+                               "set to 'eventual'.")
+        clauses = re.findall(r'"(displayName|mailNickname|description):([^"]*)"', params["$search"])
+        if not clauses:
+            return self._error(request, 400, "Request_UnsupportedQuery", "Unsupported query.")
+        found = []
+        for g in self.state.groups.values():
+            for prop, term in clauses:
+                tokens = re.split(r"[^\w]+", str(g.get(prop) or "").casefold())
+                if term and any(t.startswith(term.casefold()) for t in tokens if t):
+                    found.append(g)
+                    break
+        return self._page(request, [self._select(g, params) for g in found], params, path)
 
     def _patch_user(self, request: httpx.Request, uid: str, payload: Any) -> httpx.Response:
         if not isinstance(payload, dict) or not payload:

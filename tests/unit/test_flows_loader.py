@@ -137,7 +137,7 @@ def test_duplicate_step_ids(tmp_path: Path) -> None:
 def test_unknown_key_and_category(tmp_path: Path) -> None:
     text = GOOD.format(id="demo").replace("category: vpn", "category: plumbing")
     errors = errors_for(tmp_path, text)
-    assert any(":1:" in e and "category 'plumbing' is not a triage label" in e for e in errors), errors
+    assert any(":1:" in e and "category 'plumbing' is not a ticket category" in e for e in errors), errors
     text = GOOD.format(id="demo").replace("    slot: device\n", "    slot: device\n    colour: red\n")
     errors = errors_for(tmp_path, text)
     assert any(":8:" in e and "unknown key 'colour'" in e for e in errors), errors
@@ -192,3 +192,64 @@ def test_no_kb_step_pins_article_ids() -> None:
 
     for flow in load_flows(ROOT / "flows", known_references()).flows.values():
         assert all(not s.articles for s in flow.steps if isinstance(s, KbStep)), flow.id
+
+
+ALL_AT_ONCE = """\
+id: demo
+title: Demo
+category: vpn
+steps:
+  - id: ask_device
+    kind: ask
+    slot: device
+    text: Which device?
+    colour: blue
+  - id: ask_code
+    kind: ask
+    input: checkbox
+    slot: code
+    text: Code?
+  - id: tell
+    kind: say
+    text: "You said {{ device }} and {{ eror }}; {{ maybe | default('') }}"
+    next: nowhere
+  - id: articles
+    kind: kb
+    articles: [no-such-article]
+  - id: done
+    kind: escalate
+    summary: "{{ device }} {{ symptom }}"
+"""
+
+
+def test_every_problem_at_once_in_plain_words_with_lines(tmp_path: Path) -> None:
+    """Schema problems (an unknown key, a bad input kind) and reference problems (a missing target,
+    an unknown article, undefined slots) all come in one run, each at its own line."""
+    errors = errors_for(tmp_path, ALL_AT_ONCE)
+    text = "\n".join(errors)
+    assert ":9: step 'ask_device': unknown key 'colour'" in text, text
+    assert ":12: step 'ask_code': `input` is 'checkbox'; expected one of 'text', 'choice' or 'form'" in text, text
+    assert ":15: step 'tell': text uses {{ eror }}" in text, text
+    assert ":15: step 'tell': next 'nowhere' is not a step of this flow" in text, text
+    assert ":19: step 'articles': unknown article 'no-such-article'" in text, text
+    assert ":22: step 'done': summary uses {{ symptom }}" in text, text
+    assert "maybe" not in text and "{{ device }}" not in text  # guarded, and a slot the flow asks for
+    for pydantic_words in ("Field required", "Input should", "Value error", "validation error"):
+        assert pydantic_words not in text
+
+
+def test_validate_command_checks_pinned_articles_and_setting_categories(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bot.engine.cli import flows_app
+
+    write(tmp_path, "demo", GOOD.format(id="demo").replace(
+        "  - id: done\n", "  - id: articles\n    kind: kb\n    articles: [not-an-article]\n  - id: done\n"))
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(flows_app, ["--dir", str(tmp_path)])
+    assert result.exit_code == 1 and "unknown article 'not-an-article'" in result.output, result.output
+    monkeypatch.setenv("HELPDESK_CONFIG", str(write(tmp_path.parent, "cfg", "tickets:\n  categories: [plumbing]\n")))
+    known = known_references()
+    assert known.categories == frozenset({"plumbing"})
+    assert known.articles is not None and "vpn-wont-connect" in known.articles

@@ -144,6 +144,48 @@ async def test_thread_relay_both_ways_and_notes_stay_internal(app: App) -> None:
                            for r in updates)
 
 
+@pytest.mark.parametrize("text", [
+    "Internal note: she is on the old VPN build, secret-note-2",
+    "INTERNAL - secret-note-2, waiting on the vendor",
+    "[internal] secret-note-2",
+    "Tech only: secret-note-2",
+    "Note to self: secret-note-2",
+    "Notes - secret-note-2",
+    "not for the user: secret-note-2",
+])
+async def test_note_looking_thread_message_is_kept_as_a_note_with_a_confirmation(app: App, text: str) -> None:
+    """Issue 20: only `note:` was recognised; "Internal note: ..." reached the employee."""
+    await open_ticket(app)
+    result = await app.pipeline.handle(slack_incoming("tina.tech@example.com", text, thread="1700.0001", event="n1"))
+    assert [e["type"] for e in result.events if e["type"].startswith("ticket_")] == ["ticket_note"]
+    assert not [r for r in await outbox(app) if "secret-note-2" in r.payload["reply"]["text"]
+                and r.address["conversation_id"].endswith("alice@example.com")]
+    confirm = result.replies[-1].reply
+    assert confirm.private and "not" in confirm.text and "Alice Employee" in confirm.text
+    assert [b.label for b in confirm.buttons] == ["Send it to Alice"]
+    # The technician says it was meant for Alice after all: relayed once, on that explicit click.
+    click = replace(slack_incoming("tina.tech@example.com", "", thread="1700.0001", event="n2"),
+                    text=None, action=Action(value=confirm.buttons[0].value))
+    result = await app.pipeline.handle(click)
+    assert any(e["type"] == "ticket_relayed" and e["direction"] == "to_requester" for e in result.events)
+    sent = [r for r in await outbox(app) if "secret-note-2" in r.payload["reply"]["text"]
+            and r.address["conversation_id"].endswith("alice@example.com")]
+    assert len(sent) == 1
+    again = await app.pipeline.handle(replace(click, event_id="n3"))
+    assert any(e["type"] == "ticket_refused" for e in again.events)
+    # Only the note's author may send it; an employee cannot at all.
+    bob = replace(click, event_id="n4", sender=PlatformUser(Platform.SLACK, "U-bob", email="bob@example.com"))
+    assert any(e["type"] == "ticket_refused" for e in (await app.pipeline.handle(bob)).events)
+
+
+@pytest.mark.parametrize("text", ["Note that the new client needs a restart", "Internet looks fine from here",
+                                  "Could you try the other printer?"])
+async def test_ordinary_thread_messages_are_still_relayed(app: App, text: str) -> None:
+    await open_ticket(app)
+    result = await app.pipeline.handle(slack_incoming("tina.tech@example.com", text, thread="1700.0001", event="o1"))
+    assert any(e["type"] == "ticket_relayed" for e in result.events)
+
+
 async def test_relay_window_closes(app: App) -> None:
     await open_ticket(app)
     await app.pipeline.handle(slack_incoming("tina.tech@example.com", "Any news?", thread="1700.0001", event="e1"))

@@ -56,11 +56,11 @@ def test_clinc_negatives_rarely_sent_into_an_it_flow(triage: Triage) -> None:
 
 def test_own_holdout(triage: Triage) -> None:
     report = evaluate(triage, rows(ROOT / "tests" / "data" / "triage_holdout.jsonl"))
-    assert report.accuracy >= 0.90, report.misrouted
-    assert report.not_it_into_it_rate <= 0.05
+    assert report.accuracy >= 0.95, report.misrouted  # issue 15's held-out targets
+    assert report.not_it_into_it_rate <= 0.03
     for label, values in report.per_label.items():
         if values["support"]:
-            assert values["recall"] >= 0.70, (label, values)
+            assert values["recall"] >= 0.80, (label, values)
 
 
 def test_holdout_is_not_copied_into_flows() -> None:
@@ -127,3 +127,60 @@ def test_flows_without_triggers_are_ignored() -> None:
     model = Triage({k: flows[k] for k in ("vpn", "printer", "out_of_scope", "fallback")})
     assert set(model.labels) == {"vpn", "printer", "out_of_scope"}
     assert model.classify("printer jam").intent == "printer"
+
+
+# ----- issue 15: real words are not typos, a plausible IT label under the floor is offered ---------
+
+
+@pytest.mark.parametrize(("text", "not_intent"), [
+    ("how to paint walls", "printer"),  # "paint" was corrected to "print"
+    ("I am looking for a suit for work", "account_locked"),  # "looking" to "locking"
+])
+def test_real_words_are_not_corrected_into_it_words(triage: Triage, text: str, not_intent: str) -> None:
+    assert triage.classify(text).intent in NOT_IT_LABELS, triage.classify(text)
+    assert triage.classify(text).intent != not_intent
+
+
+def test_typos_are_still_corrected(triage: Triage) -> None:
+    assert triage.words("pasword expird on my laptp") == ["password", "expired", "on", "my", "laptop"]
+
+
+@pytest.mark.parametrize(("text", "offered"), [
+    ("I cant log in", {"account_locked", "password_reset"}),
+    ("i can't sign in", {"account_locked", "password_reset"}),
+])
+def test_plausible_it_labels_under_the_floor(triage: Triage, text: str, offered: set[str]) -> None:
+    guess = triage.classify(text)
+    assert guess.confidence < 0.30  # under min_confidence: before, "I couldn't find an article"
+    assert offered <= set(triage.plausible(text, guess, min_confidence=0.30, floor=0.10))
+
+
+@pytest.mark.parametrize("text", ["what is the weather in paris", "book me a flight to rome", "how to paint walls"])
+def test_nothing_plausible_without_it_words(triage: Triage, text: str) -> None:
+    assert triage.plausible(text, triage.classify(text), min_confidence=0.30, floor=0.10) == ()
+
+
+def clinc_part(part: str) -> list[dict[str, str]]:
+    """The CLINC150 negatives split by a stable hash (bench/triage_split.py): tuned on `dev`, measured on `held`."""
+    import hashlib
+
+    data = rows(shared("clinc150/clinc_train_negatives.jsonl"))
+    want = 0 if part == "dev" else 1
+    return [r for r in data if hashlib.sha256(r["text"].encode()).digest()[0] % 2 == want]
+
+
+@pytest.mark.shared
+def test_held_out_clinc_negatives_into_an_it_flow_at_most_3_percent(triage: Triage) -> None:
+    data = clinc_part("held")
+    into_it = [r["text"] for r in data if triage.classify(r["text"]).intent not in NOT_IT_LABELS]
+    assert len(into_it) / len(data) <= 0.03, into_it[:20]
+
+
+def test_eval_reports_what_the_person_would_get(triage: Triage) -> None:
+    flows = load_flows(ROOT / "flows").flows
+    report = evaluate(triage, [{"text": "I cant log in", "intent": "account_locked"},
+                               {"text": "vpn won't connect", "intent": "vpn"},
+                               {"text": "what's the weather like", "intent": "out_of_scope"}], flows)
+    assert report.outcomes == {"it -> did_you_mean (right one offered)": 1, "it -> flow_started (right)": 1,
+                               "not_it -> not_it reply": 1}
+    assert report.as_dict()["outcomes"]["it -> flow_started (right)"] == 1

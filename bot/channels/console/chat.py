@@ -57,6 +57,8 @@ class ConsoleChat:
         print(f"bot> {form.title}", file=self.out, flush=True)
         values: dict[str, str] = {}
         for spec in form.fields:
+            if spec.only_if is not None and values.get(spec.only_if[0]) != spec.only_if[1]:
+                continue  # "Groups" after "Everyone" is not asked
             options = ""
             if spec.options:
                 options = " (" + ", ".join(f"{n}={o.label}" for n, o in enumerate(spec.options, 1)) + ")"
