@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.store.repos import insert_ignore
@@ -162,6 +162,14 @@ class Inbox:
         if count:
             log.warning("inbox: %d deliveries of stopped processes are handled now", count)
         return count
+
+    async def purge(self, keep: timedelta = timedelta(days=7)) -> int:
+        """Forget handled rows older than `keep` (the pipeline's own record of the event id stays)."""
+        async with self.sessions() as session, session.begin():
+            result: Any = await session.execute(
+                delete(InboxRow).where(InboxRow.status.in_(("done", "failed")),
+                                       InboxRow.done_at < self.clock() - keep))
+            return int(result.rowcount or 0)
 
     async def counts(self) -> dict[str, int]:
         async with self.sessions() as session:

@@ -112,3 +112,17 @@ async def test_release_hands_unfinished_rows_back_and_retry_gives_up_after_the_l
     async with sessions() as session:  # type: ignore[operator]
         row = (await session.execute(select(InboxRow))).scalar_one()
     assert (row.status, row.last_error) == ("failed", "boom")
+
+
+async def test_handled_rows_are_purged_after_a_week_and_pending_ones_never(sessions: object) -> None:
+    clock = Clock()
+    inbox = Inbox(sessions, clock=clock)  # type: ignore[arg-type]
+    done = await inbox.put("slack:Ev1", "slack", {"n": 1})
+    assert done is not None
+    await inbox.done(done)
+    await inbox.put("slack:Ev2", "slack", {"n": 2}, claim=False)
+    clock.now += timedelta(days=6)
+    assert await inbox.purge() == 0
+    clock.now += timedelta(days=2)
+    assert await inbox.purge() == 1
+    assert await inbox.counts() == {"pending": 1}

@@ -276,7 +276,14 @@ class SlackChannel:
     async def _poll(self) -> None:
         with contextlib.suppress(Exception):
             await self.inbox.recover_orphans()
+        purged_at = 0.0
         while not self._stopping:
+            if time.monotonic() - purged_at > 3600:
+                purged_at = time.monotonic()
+                try:
+                    await self.inbox.purge()
+                except Exception as exc:
+                    log.warning("slack inbox purge failed: %s", type(exc).__name__)
             try:
                 free = self.max_in_flight - len(self._processing)
                 items = await self.inbox.claim(free, (Platform.SLACK.value,)) if free > 0 else []
