@@ -732,7 +732,10 @@ class Engine:
         slots["last_action"] = {"name": step.action, "ok": outcome.ok, "code": outcome.code}
         # A flow can branch on how the action went (`when: {storage_quota_code: nearly_full}`).
         slots[f"{step.action}_code"] = outcome.code
-        approval_id = outcome.data.get("verification_id") if outcome.code == "pending_approval" else None
+        # Someone else decides (a technician confirming identity, a group owner approving access):
+        # the action names what it waits for as `approval_id` (`verification_id` for identity checks).
+        approval_id = (outcome.data.get("approval_id") or outcome.data.get("verification_id")
+                       if outcome.code == "pending_approval" else None)
         if approval_id:
             # Pending is not done: the flow waits here, remembering which check it waits for.
             slots[INPUT_PREFIX + "approval_id"] = str(approval_id)

@@ -594,7 +594,7 @@ class SelfServiceRunner:
                 )
             )
         asked = run.arg("approval_id")
-        if asked:
+        if asked.startswith("ver-"):
             # The conversation was waiting for this check and there is no grant: refused or expired.
             decision = await self.verification.decision(run.state, asked)
             what = DESCRIPTIONS[name]
@@ -808,6 +808,9 @@ class SelfServiceRunner:
         return any(folded == a.casefold() for a in self.actions.group_access_allowlist)
 
     async def _request_group_access(self, run: Run) -> ActionOutcome:
+        asked = run.arg("approval_id")
+        if asked.startswith("acc-"):
+            return await self._group_access_decided(run, asked)
         wanted = run.arg("group")
         if not wanted:
             choices = []
@@ -877,9 +880,15 @@ class SelfServiceRunner:
         hours = self.actions.request_expiry_hours
         expires = self.clock() + timedelta(hours=hours)
         person = run.request.person
+        reply_to = getattr(run.ctx, "reply_to", None)
+        # Who approves and where the person asked, so the decision is told there and the waiting
+        # conversation can say who it waits for.
+        names = ", ".join(a.display_name for a in approvers)
+        await self.verification.open_access_wait(run.state, request_id, group=group.display_name, approvers=names)
         run.ctx.emit(
             "access_requested",
             access_request_id=request_id,
+            reply_to=reply_to.to_json() if reply_to is not None else None,
             group_id=group.id,
             group_name=group.name,
             group_display_name=group.display_name,
@@ -904,13 +913,63 @@ class SelfServiceRunner:
         )
         for approver in approvers:
             await run.ctx.notify(approver.email, text, buttons)
-        names = ", ".join(a.display_name for a in approvers)
+        # Pending is not done: nobody is added until an owner approves. The conversation waits at
+        # this step (`approval_id`) and carries on when the decision is told in it.
         return ActionOutcome(
             ok=True,
             code="pending_approval",
-            data={"access_request_id": request_id, "group": group.name, "approvers": len(approvers)},
-            message=f"I've asked {names} to approve your access to {group.display_name}. "
-            f"I'll tell you as soon as they decide (the request expires in {hours} hours).",
+            data={"access_request_id": request_id, "approval_id": request_id, "group": group.name,
+                  "approvers": len(approvers)},
+            message=f"I've asked {names} to approve your access to {group.display_name}; nothing has "
+            f"changed yet. I'll tell you here when they answer (the request expires in {hours} hours).",
+        )
+
+    async def _group_access_decided(self, run: Run, request_id: str) -> ActionOutcome:
+        """The conversation waits for an owner's decision on `request_id`: still waiting, added,
+        declined or expired, as recorded by the approval desk."""
+        wait = await self.verification.access_wait(run.state, request_id)
+        group = str(wait.get("group") or "the group") if wait else "the group"
+        decision = await self.verification.decision(run.state, request_id)
+        data = {"access_request_id": request_id}
+        if decision is None and wait is not None:
+            who = str(wait.get("approvers") or "the owner")
+            return ActionOutcome(
+                ok=True,
+                code="pending_approval",
+                data={**data, "approval_id": request_id},
+                message=f"I'm still waiting for {who} to approve your access to {group}; nothing has "
+                f"changed yet. I'll tell you here when they answer (or say cancel to stop).",
+            )
+        if decision in ("added", "already_member"):
+            return ActionOutcome(
+                ok=True,
+                code="done" if decision == "added" else "already_member",
+                data=data,
+                message=f"You're now a member of {group}.",
+            )
+        if decision == "denied":
+            return ActionOutcome(
+                ok=False,
+                code="access_denied",
+                data=data,
+                message=f"The owner declined your request to join {group}, so nothing was changed.",
+            )
+        if decision in ("failed", "protected"):
+            # Approved, but the bot could not add them: a technician finishes it (a ticket).
+            return ActionOutcome(
+                ok=False,
+                code="approved_not_applied",
+                escalate=True,
+                data=data,
+                message=f"Your request to join {group} was approved, but I couldn't add you myself. "
+                f"I'm passing it to a technician to finish.",
+            )
+        return ActionOutcome(
+            ok=False,
+            code="access_expired",
+            data=data,
+            message=f"Nobody decided on your request to join {group} in time, so it expired and nothing "
+            f"was changed.",
         )
 
     async def _approvers(

@@ -52,6 +52,8 @@ class AccessRequest:
     requester_name: str
     approvers: tuple[str, ...]
     expires_at: datetime
+    # The conversation the person asked in (Address.to_json), where the decision is told.
+    reply_to: dict[str, Any] | None = None
 
     @classmethod
     def from_event(cls, data: dict[str, Any]) -> AccessRequest:
@@ -66,6 +68,7 @@ class AccessRequest:
             requester_name=str(data.get("requester_name") or data["for"]),
             approvers=tuple(str(a) for a in data.get("approvers") or ()),
             expires_at=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
+            reply_to=data.get("reply_to") if isinstance(data.get("reply_to"), dict) else None,
         )
 
 
@@ -93,6 +96,17 @@ class ApprovalDesk:
     def __init__(self, runner: SelfServiceRunner) -> None:
         self.runner = runner
         self.directory = runner.directory
+
+    async def _tell_requester(self, ctx: ActionContext, request: AccessRequest, decision: str, text: str) -> None:
+        """Record how the request ended (the waiting conversation reads it when it carries on) and
+        tell the person in the conversation where they asked, with "Continue" to carry it on there."""
+        await self.runner.verification.record_decision(self.runner.state_of(ctx), request.id, decision)
+        buttons = (Button("Continue", V_APPROVAL_CONTINUE, "primary"),)
+        notify_at = getattr(ctx, "notify_at", None)
+        if request.reply_to and notify_at is not None:
+            notify_at(Address.from_json(request.reply_to), text, buttons, who=request.requester_email)
+        else:
+            await ctx.notify(request.requester_email, text, buttons)
 
     async def handle_approval(
         self, value: str, approver: Person, ctx: ActionContext, session: AsyncSession
@@ -186,16 +200,18 @@ class ApprovalDesk:
         group = request.group_display_name or request.group_name
         if self.runner.clock() >= request.expires_at:
             ctx.emit("access_decided", decision="expired", **base)
-            await ctx.notify(
-                request.requester_email,
-                f"Your request to join {group} expired before anyone decided. Ask me again if you still "
-                f"need it.",
+            await self._tell_requester(
+                ctx, request, "expired",
+                f"Your request to join {group} expired before anyone decided, so nothing was changed. "
+                f"Press Continue and I can pass it to a technician.",
             )
             return ActionOutcome(ok=False, code="expired", message="That request had already expired.")
         if decision == "deny":
             ctx.emit("access_decided", decision="denied", **base)
-            await ctx.notify(
-                request.requester_email, f"{approver.display_name} declined your request to join {group}."
+            await self._tell_requester(
+                ctx, request, "denied",
+                f"{approver.display_name} declined your request to join {group}, so nothing was changed. "
+                f"Press Continue if you'd like a technician to look at it.",
             )
             return ActionOutcome(
                 ok=True, code="denied", message=f"Declined. I've told {request.requester_name}."
@@ -221,10 +237,10 @@ class ApprovalDesk:
             if user is None or not user.enabled or self.runner.policy.protection(user, memberships):
                 ctx.emit("access_decided", decision="refused", **base)
                 ctx.emit("action", ok=False, code="protected", escalate=True, **audit)
-                await ctx.notify(
-                    request.requester_email,
+                await self._tell_requester(
+                    ctx, request, "protected",
                     f"Your request to join {group} was approved, but your account can't be changed by "
-                    f"the bot. A technician will follow up.",
+                    f"the bot. Press Continue and I'll pass it to a technician.",
                 )
                 return ActionOutcome(
                     ok=False,
@@ -252,10 +268,10 @@ class ApprovalDesk:
                 cause=exc.cause,
                 **audit,
             )
-            await ctx.notify(
-                request.requester_email,
+            await self._tell_requester(
+                ctx, request, "failed",
                 f"{approver.display_name} approved your request to join {group}, but I couldn't add "
-                f"you myself. A technician will finish it.",
+                f"you myself. Press Continue and I'll pass it to a technician to finish.",
             )
             return ActionOutcome(
                 ok=False,
@@ -268,10 +284,11 @@ class ApprovalDesk:
         code = "done" if added else "already_member"
         ctx.emit("access_decided", decision="approved", applied=True, **base)
         ctx.emit("action", ok=True, code=code, request_id=receipt.request_id, **audit)
-        await ctx.notify(
-            request.requester_email,
+        # Told only now that the membership exists: "you're now a member" is true.
+        await self._tell_requester(
+            ctx, request, "added" if added else "already_member",
             f"{approver.display_name} approved your request: you're now a member of {group}. "
-            f"It can take up to an hour to show up everywhere.",
+            f"It can take up to an hour to show up everywhere. Press Continue to finish here.",
         )
         return ActionOutcome(
             ok=True,
@@ -302,10 +319,11 @@ class ApprovalDesk:
                 group_name=request.group_name,
                 **{"for": request.requester_email, "by": "system"},
             )
-            await ctx.notify(
-                request.requester_email,
+            await self._tell_requester(
+                ctx, request, "expired",
                 f"Your request to join {request.group_display_name or request.group_name} expired "
-                f"before anyone decided. Ask me again if you still need it.",
+                f"before anyone decided, so nothing was changed. Press Continue and I can pass it to a "
+                f"technician.",
             )
             decided.add(request.id)
             count += 1

@@ -167,6 +167,17 @@ class VerificationStore:
         found = await state.get(f"decided:{request_id}")
         return str(found["decision"]) if found else None
 
+    # ----- group access waiting for an owner -----
+
+    async def open_access_wait(self, state: SharedState, request_id: str, *, group: str, approvers: str) -> None:
+        """What a conversation waiting for an owner's decision needs to say where it stands. Kept
+        past the request's own expiry so that asking later still hears how it ended."""
+        await state.put(f"access-wait:{request_id}", {"group": group, "approvers": approvers},
+                        self._clock() + 2 * self._approval_ttl)
+
+    async def access_wait(self, state: SharedState, request_id: str) -> dict[str, Any] | None:
+        return await state.get(f"access-wait:{request_id}")
+
     async def take_pending(self, state: SharedState, request_id: str) -> PendingVerification | None:
         """The undecided request, removed so that a second decision finds nothing."""
         found = await state.get(f"pending:{request_id}")

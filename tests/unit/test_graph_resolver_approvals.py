@@ -209,9 +209,47 @@ async def test_notices_are_escaped_for_the_platform_they_land_on(session: AsyncS
     from bot.core.pipeline import UowActionContext
     from bot.store.repos import UnitOfWork
 
-    uow = UnitOfWork(session)
+    uow = UnitOfWork(session, now=datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
     await UowActionContext(uow, Platform.SLACK, "ev").notify(
         "bob@example.com", 'Alice asks. Their reason: "R&D <!channel> <https://evil|click>".')
     [row] = uow.enqueued
     text = row.payload["reply"]["text"]
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text and "R&amp;D" in text
+
+
+async def _ask_again(runner: SelfServiceRunner, ctx: RecordingContext, rid: str) -> Any:
+    """The waiting conversation carries on (any message, or Continue): the action is run again with
+    the request it waits for."""
+    alice = Person(ALICE_ID, "alice@example.com", "Alice Employee")
+    return await runner.run(ActionRequest("request_group_access", alice, {"approval_id": rid}, "k"), ctx)
+
+
+async def test_pending_access_is_a_waiting_state_until_the_owner_adds_them(kind: str, session: AsyncSession) -> None:
+    backend, runner, ctx, rid = await _request(kind, session)
+    [first] = [a for a in ctx.of("action") if a.get("name") == "request_group_access"]
+    assert first["code"] == "pending_approval"
+    # Asked again before anyone decided: still waiting, nobody added, no second round of pings.
+    notices = len(ctx.notices)
+    waiting = await _ask_again(runner, ctx, rid)
+    assert waiting.code == "pending_approval" and waiting.data["approval_id"] == rid
+    assert "still waiting for Bob Builder" in waiting.message and len(ctx.notices) == notices
+    assert not (await backend.directory.memberships(ALICE_ID)).has_group("marketing-share")
+    await runner.approvals.handle_approval(f"approval:approve:{rid}", BOB, ctx, session)
+    told = ctx.notices[-1]
+    assert told.email == "alice@example.com" and [b.label for b in told.buttons] == ["Continue"]
+    done = await _ask_again(runner, ctx, rid)
+    assert done.ok and done.code == "done" and "now a member" in done.message
+    await backend.directory.aclose()
+
+
+async def test_declined_or_expired_access_is_not_done(kind: str, session: AsyncSession) -> None:
+    backend, runner, ctx, rid = await _request(kind, session)
+    await runner.approvals.handle_approval(f"approval:deny:{rid}", BOB, ctx, session)
+    denied = await _ask_again(runner, ctx, rid)
+    assert not denied.ok and denied.code == "access_denied" and not denied.escalate
+    backend2, runner2, ctx2, rid2 = await _request(kind, session)
+    assert await runner2.approvals.expire_pending(ctx2, session, now=datetime.now(UTC) + timedelta(hours=73)) >= 1
+    expired = await _ask_again(runner2, ctx2, rid2)
+    assert not expired.ok and expired.code == "access_expired"
+    await backend.directory.aclose()
+    await backend2.directory.aclose()
