@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import yaml
 
 from bot.core.models import Button
 from bot.graph.demo import DemoDirectory
@@ -45,6 +46,13 @@ def settings_for(kind: str, **actions: Any) -> Settings:
     overrides: dict[str, Any] = {"directory": {"backend": kind}, "graph": graph}
     if actions:
         overrides["actions"] = actions
+    if kind == "graph":
+        # The Graph stand-in serves the demo organisation's people, so it gets the demo's roles and
+        # policy too (config/demo.yaml is laid over the settings only for the demo backend).
+        demo = yaml.safe_load((DEMO_FILE.parent / "demo.yaml").read_text(encoding="utf-8")) or {}
+        for section, values in demo.items():
+            for key, value in values.items():
+                overrides.setdefault(section, {}).setdefault(key, value)
     settings = load_settings(None, **overrides)
     if kind == "graph":
         from pydantic import SecretStr
