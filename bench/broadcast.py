@@ -70,8 +70,7 @@ class Broadcast:
         self.env = {
             **base, "PYTHONPATH": str(ROOT), "HELPDESK_DATABASE__URL": f"sqlite+aiosqlite:///{self.db}",
             "HELPDESK_APP__DATA_DIR": tmp, "HELPDESK_LOG__LEVEL": "WARNING",
-            # An empty knowledge base: indexing the articles is start-up time a notice does not need.
-            "HELPDESK_KB__DIR": str(Path(tmp) / "kb"),
+            # The shipped knowledge base: the shipped flows pin articles, and start-up checks they exist.
             "HELPDESK_SLACK__ENABLED": "true", "HELPDESK_SLACK__MODE": "http",
             "HELPDESK_SLACK__BOT_TOKEN": TOKEN, "HELPDESK_SLACK__SIGNING_SECRET": SECRET,
             "HELPDESK_SLACK__API_URL": self.standin.url,

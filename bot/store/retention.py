@@ -255,6 +255,11 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
         conditions = [EventRow.actor == email, EventRow.subject == email, _mentions(EventRow.data, email)]
         if keys:
             conditions.append(EventRow.conversation_key.in_(keys))
+        # Events about their tickets carry what they wrote (ticket_created's summary), whoever acted.
+        refs = list((await session.execute(
+            select(TicketRow.ref).where(TicketRow.requester_email == email))).scalars())
+        if refs:
+            conditions.append(EventRow.subject.in_(refs))
         events = (await session.execute(select(EventRow).where(or_(*conditions)))).scalars().all()
         for event in events:
             event.data = _replace_email(scrub(event.data, FORGOTTEN), email, alias)

@@ -345,11 +345,12 @@ async def test_secret_goes_only_to_the_owners_own_dm(harness: Harness) -> None:
     from bot.core.models import Address, Outbound, Platform, Reply
 
     sender = harness.mount.channel.replies
-    await sender.send([Outbound(Address(Platform.SLACK, ALICE_DM), Reply(text="pw `Zq9&x`", secret=True,
-                                                                          private=True))],
-                      sender_user="U0USER0002")
+    secret = Reply(text="Your temporary password: Zq9&x", secret=True, private=True,
+                   rich={"secret": {"label": "Your temporary password", "value": "Zq9&x", "advice": ""}})
+    await sender.send([Outbound(Address(Platform.SLACK, ALICE_DM), secret)], sender_user="U0USER0002")
     assert harness.posts(ALICE_DM) == []
-    assert [p["text"] for p in harness.posts("D0USER0002")] == ["pw `Zq9&x`"]
+    [post] = harness.posts("D0USER0002")
+    assert "Zq9&x" in json.dumps(post) and "Zq9" not in post["text"]  # shown in the block, not the preview
 
 
 async def test_users_info_429_says_one_moment_and_answers_after_retry_after(harness: Harness) -> None:
