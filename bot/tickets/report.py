@@ -182,15 +182,18 @@ class _EventSql:
         came after that flow_started."""
         key = func.coalesce(EventRow.conversation_key, literal(""))
         before: dict[str, Any] = {"partition_by": key, "order_by": EventRow.id, "rows": (None, -1)}
-        last_start = func.max(case((EventRow.type == "flow_started", EventRow.id))).over(**before)
-        last_end = func.max(case((EventRow.type == "flow_ended", EventRow.id))).over(**before)
-        events = select(
+        marks = select(
             EventRow.id, EventRow.type, EventRow.at, EventRow.actor,
-            self.text_of("flow").label("flow"), self.text_of("outcome").label("outcome"),
+            case((EventRow.type == "flow_ended", self.text_of("flow"))).label("flow"),
+            case((EventRow.type == "flow_ended", self.text_of("outcome"))).label("outcome"),
             case((EventRow.type == "action", self.truthy("ok")), else_=0).label("ok"),
-            case((and_(last_start.is_not(None), or_(last_end.is_(None), last_start > last_end)), last_start))
-            .label("segment"),
+            func.max(case((EventRow.type == "flow_started", EventRow.id))).over(**before).label("last_start"),
+            func.max(case((EventRow.type == "flow_ended", EventRow.id))).over(**before).label("last_end"),
         ).where(self._in_window("flow_started", "flow_ended", "ticket_created", "kb_solved", "action")).subquery()
+        open_segment = and_(marks.c.last_start.is_not(None),
+                            or_(marks.c.last_end.is_(None), marks.c.last_start > marks.c.last_end))
+        events = select(marks.c.id, marks.c.type, marks.c.at, marks.c.actor, marks.c.flow, marks.c.outcome,
+                        marks.c.ok, marks.c.last_start.label("segment")).where(open_segment).subquery()
         whole: dict[str, Any] = {"partition_by": events.c.segment}
         flagged = select(
             events.c.id, events.c.type, events.c.segment, events.c.flow, events.c.outcome, events.c.actor,
@@ -198,7 +201,7 @@ class _EventSql:
             func.max(case((events.c.type == "ticket_created", 1), else_=0)).over(**whole).label("ticket"),
             func.max(case((events.c.type == "kb_solved", 1), else_=0)).over(**whole).label("kb_solved"),
             func.max(events.c.ok).over(**whole).label("action_ok"),
-        ).where(events.c.segment.is_not(None)).subquery()
+        ).subquery()
         return (select(flagged.c.flow, flagged.c.outcome, flagged.c.actor, flagged.c.at, flagged.c.ticket,
                        flagged.c.kb_solved, flagged.c.action_ok)
                 .where(flagged.c.type == "flow_ended").order_by(flagged.c.id))
