@@ -143,9 +143,11 @@ class _EventSql:
                                             else_=0)),
                      (kind == "object", case((raw.regexp_match(r"^\s*\{\s*\}\s*$"), 0), else_=1))]
         else:
-            whens = [(kind == "true", literal(1)),
+            # Most likely types first: each WHEN re-reads the JSON (SQLite < 3.45 has no JSON cache).
+            whens = [(kind == "text", case((raw != "", 1), else_=0)),
+                     (kind == "true", literal(1)),
+                     (kind == "false", literal(0)),
                      (kind.in_(("integer", "real")), case((raw != 0, 1), else_=0)),
-                     (kind == "text", case((raw != "", 1), else_=0)),
                      (kind == "array", case((func.json_array_length(EventRow.data, literal(f'$."{key}"')) > 0, 1),
                                             else_=0)),
                      (kind == "object", case((raw != "{}", 1), else_=0))]
