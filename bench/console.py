@@ -127,15 +127,17 @@ async def plans(app: Any) -> list[str]:
         "queue (unclaimed in one category)":
             "SELECT * FROM tickets WHERE status IN ('new','reopened') AND assignee_email IS NULL "
             "AND category = 'printer' ORDER BY priority, created_at, id LIMIT 200",
-        "report events in the window (build_report)":
-            "SELECT id, at, type, conversation_key, actor, data FROM events WHERE type IN ('flow_started', "
-            "'flow_ended', 'ticket_created', 'kb_solved', 'action', 'satisfaction') AND at >= '2026-01-01' "
-            "ORDER BY id",
         "report tickets (build_report)":
             "SELECT category, priority, status FROM tickets WHERE created_at >= '2026-01-01' "
             "OR status IN ('new','claimed','waiting_on_requester','reopened')",
         "ticket audit trail": "SELECT * FROM events WHERE subject = 'HD-1001' ORDER BY id LIMIT 200",
     }
+    from bot.tickets.report import _EventSql
+
+    sql = _EventSql("sqlite", datetime(2026, 1, 1, tzinfo=UTC))
+    for name in ("conversations", "segments", "latest_ratings", "confirmations", "reopens", "technician_events"):
+        statement = getattr(sql, name)().compile(app.db.sync_engine, compile_kwargs={"literal_binds": True})
+        statements[f"report {name} (build_report)"] = str(statement)
     out = []
     async with app.db.connect() as connection:
         for name, sql in statements.items():

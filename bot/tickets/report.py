@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Numeric, String, and_, case, cast, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
@@ -71,47 +71,202 @@ def channel_of(conversation_key: str | None) -> str:
 
 async def build_report(sessions: async_sessionmaker[AsyncSession], settings: Settings, *, since: timedelta,
                        now: datetime | None = None) -> dict[str, Any]:
+    """Event figures are aggregated by the database (GROUP BY, window functions over ix_events_type_at),
+    so only a few hundred summary rows reach Python; tickets (a window's worth plus the open ones, a few
+    thousand rows) are still read and counted here. The figures are those of docs/metrics.md, identical to
+    the row-by-row computation kept as tests/report_reference.py (tests/unit/test_report_sql.py)."""
     now = now or datetime.now(UTC)
     start = now - since
     async with sessions() as session:
-        # Only the columns and event types the figures read (plain rows, not ORM objects): the events
-        # query runs on ix_events_type_at. Tickets: those a window figure can count (created since the
-        # window opened, less the 24 h a deflection is watched for) and every open one (backlog, load).
-        events: list[Any] = list((await session.execute(
-            select(EventRow.id, EventRow.at, EventRow.type, EventRow.conversation_key, EventRow.actor,
-                   EventRow.data)
-            .where(EventRow.type.in_(REPORT_EVENTS), EventRow.at >= start - REOPEN_WINDOW)
-            .order_by(EventRow.id))).all())
+        sql = _EventSql(session.get_bind().dialect.name, start)
+        conversations = (await session.execute(sql.conversations())).all()
+        ended = (await session.execute(sql.segments())).all()
+        ratings = (await session.execute(sql.latest_ratings())).all()
+        confirmed = (await session.execute(sql.confirmations())).one()
+        reopens = (await session.execute(sql.reopens())).one()
+        work = (await session.execute(sql.technician_events())).all()
         tickets: list[Any] = list((await session.execute(
             select(*(getattr(TicketRow, name) for name in TICKET_COLUMNS))
             .where(or_(TicketRow.created_at >= start - REOPEN_WINDOW, TicketRow.status.in_(OPEN))))).all())
-    in_window = [e for e in events if (_aware(e.at) or now) >= start]
     created = [t for t in tickets if (_aware(t.created_at) or now) >= start]
     return {
         "window": {"since": start.isoformat(), "until": now.isoformat(),
                    "days": round(since.total_seconds() / 86400, 2)},
-        "volume": _volume(in_window, created),
-        "deflection": _deflection(in_window, tickets),
+        "volume": _volume(conversations, created),
+        "deflection": _deflection(ended, tickets),
         "response_times": _times(created),
         "sla_compliance": _sla(created, settings),
-        "satisfaction": _satisfaction(in_window),
-        "reopen_rate": _reopens(in_window),
+        "satisfaction": _satisfaction(ratings, confirmed),
+        "reopen_rate": _reopens(reopens),
         "backlog": _backlog(tickets, now),
-        "technicians": _technicians(in_window, tickets),
+        "technicians": _technicians(work, tickets),
     }
 
 
-def _volume(events: Iterable[EventRow], created: Sequence[TicketRow]) -> dict[str, Any]:
-    conversations_by_category: Counter[str] = Counter()
-    conversations_by_channel: Counter[str] = Counter()
-    for event in events:
-        if event.type == "flow_started":
-            conversations_by_category[str(event.data.get("flow"))] += 1
-            conversations_by_channel[channel_of(event.conversation_key)] += 1
+class _EventSql:
+    """The event queries of build_report, for SQLite and PostgreSQL. Each reads one or a few event types
+    from `at >= start` (ix_events_type_at) and pulls the few JSON fields it needs with the database's JSON
+    functions. Python semantics of the figures are kept: `str(data.get(k))` (missing or null is "None"),
+    truthiness of `data.get(k)`, `isinstance(rating, int)` (a boolean counts as 1 or 0)."""
+
+    def __init__(self, dialect: str, start: datetime) -> None:
+        self.pg = dialect == "postgresql"
+        self.start = start
+
+    def _in_window(self, *types: str) -> Any:
+        return and_(EventRow.type.in_(types), EventRow.at >= self.start)
+
+    def _raw(self, key: str) -> Any:
+        """The value at `key` as SQL: SQLite's json_extract (typed), PostgreSQL's ->> (text)."""
+        if self.pg:
+            return EventRow.data.op("->>", return_type=String)(literal(key))
+        return func.json_extract(EventRow.data, literal(f'$."{key}"'))
+
+    def _type(self, key: str) -> Any:
+        """JSON type at `key`: SQLite json_type (null when missing), PostgreSQL json_typeof."""
+        if self.pg:
+            return func.json_typeof(EventRow.data.op("->")(literal(key)))
+        return func.json_type(EventRow.data, literal(f'$."{key}"'))
+
+    def text_of(self, key: str, missing: str = "None") -> Any:
+        """str(data.get(key)), with None shown as `missing`."""
+        return func.coalesce(cast(self._raw(key), String), literal(missing))
+
+    def truthy(self, key: str) -> Any:
+        """1 when bool(data.get(key)) is true, else 0."""
+        kind, raw = self._type(key), self._raw(key)
+        if self.pg:
+            whens: list[tuple[Any, Any]] = [(kind == "boolean", case((raw == "true", 1), else_=0)),
+                     (kind == "number", case((cast(raw, Numeric) != 0, 1), else_=0)),
+                     (kind == "string", case((raw != "", 1), else_=0)),
+                     (kind == "array", case((func.json_array_length(EventRow.data.op("->")(literal(key))) > 0, 1),
+                                            else_=0)),
+                     (kind == "object", case((raw.regexp_match(r"^\s*\{\s*\}\s*$"), 0), else_=1))]
+        else:
+            # Most likely types first: each WHEN re-reads the JSON (SQLite < 3.45 has no JSON cache).
+            whens = [(kind == "text", case((raw != "", 1), else_=0)),
+                     (kind == "true", literal(1)),
+                     (kind == "false", literal(0)),
+                     (kind.in_(("integer", "real")), case((raw != 0, 1), else_=0)),
+                     (kind == "array", case((func.json_array_length(EventRow.data, literal(f'$."{key}"')) > 0, 1),
+                                            else_=0)),
+                     (kind == "object", case((raw != "{}", 1), else_=0))]
+        return case(*whens, else_=0)
+
+    def integer(self, key: str) -> Any:
+        """data[key] when isinstance(data.get(key), int) (True is 1, False is 0), else null."""
+        kind, raw = self._type(key), self._raw(key)
+        if self.pg:
+            return case((and_(kind == "number", raw.regexp_match(r"^-?[0-9]+$")), cast(raw, Numeric)),
+                        (kind == "boolean", case((raw == "true", 1), else_=0)))
+        return case((kind == "integer", raw), (kind == "true", 1), (kind == "false", 0))
+
+    def channel(self) -> Any:
+        """channel_of(conversation_key): the platform prefix; 'cli' without a key, 'unknown' for ':...'."""
+        key = EventRow.conversation_key
+        colon = func.strpos(key, ":") if self.pg else func.instr(key, ":")
+        return case((or_(key.is_(None), key == ""), literal("cli")), (colon == 0, key),
+                    (colon == 1, literal("unknown")), else_=func.substr(key, 1, colon - 1))
+
+    def conversations(self) -> Any:
+        """flow_started counts by (flow, channel), with the first event id so ties keep first-seen order."""
+        flow, channel = self.text_of("flow").label("flow"), self.channel().label("channel")
+        inner = select(flow, channel, EventRow.id).where(self._in_window("flow_started")).subquery()
+        return (select(inner.c.flow, inner.c.channel, func.count().label("n"), func.min(inner.c.id).label("first"))
+                .group_by(inner.c.flow, inner.c.channel))
+
+    def segments(self) -> Any:
+        """Every flow segment closed by a flow_ended in the window, in id order, with what happened inside it.
+
+        A segment runs from a conversation's flow_started to its next flow_ended; a second flow_started
+        restarts it; events outside an open segment belong to none. With the events of one conversation in
+        id order, an event is inside the segment of the latest flow_started before it, if no flow_ended
+        came after that flow_started."""
+        key = func.coalesce(EventRow.conversation_key, literal(""))
+        before: dict[str, Any] = {"partition_by": key, "order_by": EventRow.id, "rows": (None, -1)}
+        marks = select(
+            EventRow.id, EventRow.type, EventRow.at, EventRow.actor,
+            case((EventRow.type == "flow_ended", self.text_of("flow"))).label("flow"),
+            case((EventRow.type == "flow_ended", self.text_of("outcome"))).label("outcome"),
+            case((EventRow.type == "action", self.truthy("ok")), else_=0).label("ok"),
+            func.max(case((EventRow.type == "flow_started", EventRow.id))).over(**before).label("last_start"),
+            func.max(case((EventRow.type == "flow_ended", EventRow.id))).over(**before).label("last_end"),
+        ).where(self._in_window("flow_started", "flow_ended", "ticket_created", "kb_solved", "action")).subquery()
+        open_segment = and_(marks.c.last_start.is_not(None),
+                            or_(marks.c.last_end.is_(None), marks.c.last_start > marks.c.last_end))
+        events = select(marks.c.id, marks.c.type, marks.c.at, marks.c.actor, marks.c.flow, marks.c.outcome,
+                        marks.c.ok, marks.c.last_start.label("segment")).where(open_segment).subquery()
+        whole: dict[str, Any] = {"partition_by": events.c.segment}
+        flagged = select(
+            events.c.id, events.c.type, events.c.segment, events.c.flow, events.c.outcome, events.c.actor,
+            events.c.at,
+            func.max(case((events.c.type == "ticket_created", 1), else_=0)).over(**whole).label("ticket"),
+            func.max(case((events.c.type == "kb_solved", 1), else_=0)).over(**whole).label("kb_solved"),
+            func.max(events.c.ok).over(**whole).label("action_ok"),
+        ).subquery()
+        return (select(flagged.c.flow, flagged.c.outcome, flagged.c.actor, flagged.c.at, flagged.c.ticket,
+                       flagged.c.kb_solved, flagged.c.action_ok)
+                .where(flagged.c.type == "flow_ended").order_by(flagged.c.id))
+
+    def _latest(self, type_: str, value: Any, *where: Any) -> Any:
+        """Per ticket id (str(data.get('id'))), the value of the last `type_` event in the window."""
+        ranked = select(
+            value.label("value"),
+            func.row_number().over(partition_by=self.text_of("id"), order_by=EventRow.id.desc()).label("rank"),
+        ).where(self._in_window(type_), *where).subquery()
+        return ranked, ranked.c.rank == 1
+
+    def latest_ratings(self) -> Any:
+        rating = self.integer("rating")
+        ranked, last = self._latest("satisfaction", rating, rating.is_not(None))
+        return select(ranked.c.value, func.count().label("n")).where(last).group_by(ranked.c.value)
+
+    def confirmations(self) -> Any:
+        ranked, last = self._latest("ticket_confirmed", self.truthy("fixed"))
+        return select(func.count().label("answered"), func.coalesce(func.sum(ranked.c.value), 0).label("fixed")
+                      ).where(last)
+
+    def reopens(self) -> Any:
+        ticket = self.text_of("id")
+        resolved = select(ticket).where(self._in_window("ticket_resolved"))
+        reopened = select(ticket.label("id")).where(self._in_window("ticket_reopened"), ticket.in_(resolved)
+                                                    ).subquery()
+        return select(select(func.count(func.distinct(ticket))).where(self._in_window("ticket_resolved"))
+                      .scalar_subquery().label("resolved"),
+                      select(func.count(func.distinct(reopened.c.id))).scalar_subquery().label("reopened"))
+
+    def technician_events(self) -> Any:
+        """(field, email, count): who claimed, was assigned, resolved and messaged requesters."""
+        by = case((self.truthy("by") == 1, self.text_of("by")), else_=literal(""))
+        field = case((EventRow.type == "ticket_claimed", literal("claimed")),
+                     (EventRow.type == "ticket_assigned", literal("assigned_to")),
+                     (EventRow.type == "ticket_resolved", literal("resolved")), else_=literal("messages"))
+        who = case((EventRow.type == "ticket_assigned", self.text_of("to")), else_=by)
+        inner = select(field.label("field"), who.label("who")).where(
+            self._in_window("ticket_claimed", "ticket_assigned", "ticket_resolved", "ticket_relayed"),
+            or_(EventRow.type != "ticket_relayed", self._raw("direction") == "to_requester")).subquery()
+        return select(inner.c.field, inner.c.who, func.count().label("n")).group_by(inner.c.field, inner.c.who)
+
+
+def _first_seen_order(counts: Mapping[str, int], first: Mapping[str, int]) -> dict[str, int]:
+    """Counter.most_common() order: by count, ties in the order first seen (event id)."""
+    return {name: counts[name] for name in sorted(counts, key=lambda name: (-counts[name], first[name]))}
+
+
+def _volume(conversations: Sequence[Any], created: Sequence[Any]) -> dict[str, Any]:
+    by_category: Counter[str] = Counter()
+    by_channel: Counter[str] = Counter()
+    first_category: dict[str, int] = {}
+    first_channel: dict[str, int] = {}
+    for row in conversations:
+        by_category[row.flow] += row.n
+        by_channel[row.channel] += row.n
+        first_category[row.flow] = min(first_category.get(row.flow, row.first), row.first)
+        first_channel[row.channel] = min(first_channel.get(row.channel, row.first), row.first)
     return {
-        "conversations": sum(conversations_by_category.values()),
-        "conversations_by_category": dict(conversations_by_category.most_common()),
-        "conversations_by_channel": dict(conversations_by_channel.most_common()),
+        "conversations": sum(by_category.values()),
+        "conversations_by_category": _first_seen_order(by_category, first_category),
+        "conversations_by_channel": _first_seen_order(by_channel, first_channel),
         "tickets": len(created),
         "tickets_by_category": dict(Counter(t.category for t in created).most_common()),
         "tickets_by_channel": dict(Counter(t.channel for t in created).most_common()),
@@ -119,45 +274,29 @@ def _volume(events: Iterable[EventRow], created: Sequence[TicketRow]) -> dict[st
     }
 
 
-def _deflection(events: Sequence[EventRow], tickets: Sequence[TicketRow]) -> dict[str, Any]:
-    """Walk each conversation's flows: a flow segment runs from flow_started to flow_ended."""
-    segments: dict[str, dict[str, Any]] = {}
-    ended: Counter[str] = Counter()
+def _deflection(ended: Sequence[Any], tickets: Sequence[Any]) -> dict[str, Any]:
+    """`ended`: the closed segments in id order (_EventSql.segments)."""
+    outcomes: Counter[str] = Counter()
     deflected: list[tuple[str, str, datetime]] = []  # (person, category, at)
-    for event in events:
-        key = event.conversation_key or ""
-        if event.type == "flow_started":
-            segments[key] = {"flow": event.data.get("flow"), "ticket": False, "kb_solved": False, "action_ok": False}
+    for segment in ended:
+        flow, outcome = segment.flow, segment.outcome
+        if flow in NOT_DEFLECTABLE:
             continue
-        segment = segments.get(key)
-        if segment is None:
-            continue
-        if event.type == "ticket_created":
-            segment["ticket"] = True
-        elif event.type == "kb_solved":
-            segment["kb_solved"] = True
-        elif event.type == "action" and event.data.get("ok"):
-            segment["action_ok"] = True
-        elif event.type == "flow_ended":
-            segments.pop(key, None)
-            flow, outcome = str(event.data.get("flow")), str(event.data.get("outcome"))
-            if flow in NOT_DEFLECTABLE:
-                continue
-            ended[outcome] += 1
-            confirmed = segment["kb_solved"] or (outcome == "resolved" and segment["action_ok"])
-            if outcome in ("resolved", "deflected") and not segment["ticket"] and confirmed:
-                deflected.append(((event.actor or "").lower(), flow, _aware(event.at) or datetime.now(UTC)))
+        outcomes[outcome] += 1
+        confirmed = segment.kb_solved or (outcome == "resolved" and segment.action_ok)
+        if outcome in ("resolved", "deflected") and not segment.ticket and confirmed:
+            deflected.append(((segment.actor or "").lower(), flow, _aware(segment.at) or datetime.now(UTC)))
     by_person: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     for ticket in tickets:
         by_person[(ticket.requester_email, ticket.category)].append(_aware(ticket.created_at) or datetime.now(UTC))
     kept = [d for d in deflected
             if not any(d[2] <= at <= d[2] + REOPEN_WINDOW for at in by_person.get((d[0], d[1]), []))]
-    eligible = ended["resolved"] + ended["deflected"] + ended["escalated"]
+    eligible = outcomes["resolved"] + outcomes["deflected"] + outcomes["escalated"]
     return {
         "deflected": len(kept),
         "came_back_within_24h": len(deflected) - len(kept),
         "eligible_conversations": eligible,
-        "abandoned": ended["abandoned"],
+        "abandoned": outcomes["abandoned"],
         "rate": _ratio(len(kept), eligible),
         "by_category": dict(Counter(d[1] for d in kept).most_common()),
     }
@@ -200,28 +339,22 @@ def _sla(created: Sequence[TicketRow], settings: Settings) -> dict[str, Any]:
     return result
 
 
-def _satisfaction(events: Sequence[EventRow]) -> dict[str, Any]:
-    latest: dict[str, int] = {}
-    fixed: dict[str, bool] = {}
-    for event in events:
-        if event.type == "satisfaction" and isinstance(event.data.get("rating"), int):
-            latest[str(event.data.get("id"))] = int(event.data["rating"])
-        elif event.type == "ticket_confirmed":
-            fixed[str(event.data.get("id"))] = bool(event.data.get("fixed"))
-    ratings = list(latest.values())
+def _satisfaction(ratings: Sequence[Any], confirmed: Any) -> dict[str, Any]:
+    """`ratings`: (latest rating per ticket, how many tickets); `confirmed`: (answered, said yes)."""
+    counts = {int(row.value): int(row.n) for row in ratings}
+    total = sum(counts.values())
     return {
-        "ratings": len(ratings),
-        "average": round(sum(ratings) / len(ratings), 2) if ratings else None,
-        "csat": _ratio(sum(1 for r in ratings if r >= 4), len(ratings)),
-        "distribution": {str(n): ratings.count(n) for n in range(1, 6)},
-        "confirmed_fixed": _ratio(sum(fixed.values()), len(fixed)),
+        "ratings": total,
+        "average": round(sum(r * n for r, n in counts.items()) / total, 2) if total else None,
+        "csat": _ratio(sum(n for r, n in counts.items() if r >= 4), total),
+        "distribution": {str(n): counts.get(n, 0) for n in range(1, 6)},
+        "confirmed_fixed": _ratio(int(confirmed.fixed), int(confirmed.answered)),
     }
 
 
-def _reopens(events: Sequence[EventRow]) -> dict[str, Any]:
-    resolved = {str(e.data.get("id")) for e in events if e.type == "ticket_resolved"}
-    reopened = {str(e.data.get("id")) for e in events if e.type == "ticket_reopened"} & resolved
-    return {"resolved": len(resolved), "reopened": len(reopened), "rate": _ratio(len(reopened), len(resolved))}
+def _reopens(counts: Any) -> dict[str, Any]:
+    resolved, reopened = int(counts.resolved), int(counts.reopened)
+    return {"resolved": resolved, "reopened": reopened, "rate": _ratio(reopened, resolved)}
 
 
 def _backlog(tickets: Sequence[TicketRow], now: datetime) -> dict[str, Any]:
@@ -238,21 +371,13 @@ def _backlog(tickets: Sequence[TicketRow], now: datetime) -> dict[str, Any]:
             "by_priority": dict(sorted(by_priority.items()))}
 
 
-def _technicians(events: Sequence[EventRow], tickets: Sequence[TicketRow]) -> dict[str, Any]:
+def _technicians(work: Sequence[Any], tickets: Sequence[Any]) -> dict[str, Any]:
     load: dict[str, Counter[str]] = defaultdict(Counter)
     for ticket in tickets:
         if ticket.status in OPEN and ticket.assignee_email:
             load[ticket.assignee_email]["open_now"] += 1
-    for event in events:
-        who = str(event.data.get("by") or "")
-        if event.type == "ticket_claimed":
-            load[who]["claimed"] += 1
-        elif event.type == "ticket_assigned":
-            load[str(event.data.get("to"))]["assigned_to"] += 1
-        elif event.type == "ticket_resolved":
-            load[who]["resolved"] += 1
-        elif event.type == "ticket_relayed" and event.data.get("direction") == "to_requester":
-            load[who]["messages"] += 1
+    for row in work:
+        load[row.who][row.field] += int(row.n)
     fields = ("open_now", "claimed", "assigned_to", "resolved", "messages")
     return {email: {f: counts[f] for f in fields} for email, counts in sorted(load.items()) if email}
 
