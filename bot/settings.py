@@ -286,9 +286,10 @@ class WebSettings(Section):
     """The web console under /console/ of `helpdesk serve` (docs/console.md)."""
 
     enabled: bool = True
-    # auto: the local demo sign-in with the demo directory, Microsoft Entra ID with Graph.
-    # demo is refused whenever a real directory (graph) is configured.
-    sign_in: Literal["auto", "demo", "entra"] = "auto"
+    # auto: the local demo sign-in with the demo directory; with a real directory, Sign in with Slack
+    # when Slack is the platform (slack.enabled, teams not) and slack_client_id is set, else Microsoft
+    # Entra ID. demo is refused whenever a real directory (graph) is configured.
+    sign_in: Literal["auto", "demo", "entra", "slack"] = "auto"
     # Signs session cookies; from HELPDESK_WEB__SESSION_SECRET. Unset: a random one per process
     # (the demo; everyone signs in again after a restart, and replicas would not share it).
     session_secret: SecretStr | None = None
@@ -297,6 +298,12 @@ class WebSettings(Section):
     # HELPDESK_GRAPH__CLIENT_SECRET); the redirect URI is <public_url>/console/auth/callback.
     entra_client_id: str = ""
     entra_client_secret: SecretStr | None = None
+    # Sign in with Slack (OpenID Connect) with the Slack app's client id; the secret from
+    # HELPDESK_WEB__SLACK_CLIENT_SECRET only; only people of this workspace (team id, T...) are accepted.
+    # The person is the directory person of the Slack user (users.info with slack.bot_token, as for messages).
+    slack_client_id: str = ""
+    slack_client_secret: SecretStr | None = None
+    slack_team_id: str = ""
     # The console's address as people's browsers see it (https://helpdesk.example.com); empty: from the request.
     public_url: str = ""
 

@@ -171,6 +171,10 @@ def settings_problems(settings: Settings) -> list[str]:
     from bot.itsm.wiring import settings_problems as itsm_problems
 
     problems += [f"{p} (see docs/itsm.md)" for p in itsm_problems(settings)]
+    if settings.web.enabled:
+        from bot.web.auth import slack_problems
+
+        problems += slack_problems(settings)
     return problems
 
 

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from bot.core.models import Person, Platform, PlatformUser
-from bot.web.auth import EntraSignIn, SignInError, demo_allowed, entra_problems, sign_in_method
+from bot.web.auth import EntraSignIn, SignInError, SlackSignIn, demo_allowed, sign_in_method, sign_in_problems
 from bot.web.security import (
     CSRF_HEADER,
     PRE_COOKIE,
@@ -80,7 +80,7 @@ class Console:
         self.codec = SessionCodec(secret, web.session_minutes, app.clock)
         self.method = sign_in_method(self.settings)
         self.demo = demo_allowed(self.settings)
-        self.problems = entra_problems(self.settings)
+        self.problems = sign_in_problems(self.settings)
         if self.method == "demo" and not self.demo:
             self.problems.append("the demo sign-in is refused with a real directory (directory.backend: graph); "
                                  "use web.sign_in: entra")
@@ -88,6 +88,12 @@ class Console:
                       if self.method == "entra" and not self.problems else None)
         if self.entra is not None:
             app.on_close(self.entra.close)
+        self.slack = (SlackSignIn(self.settings, clock=app.clock)
+                      if self.method == "slack" and not self.problems else None)
+        if self.slack is not None:
+            app.on_close(self.slack.aclose)
+        # The OpenID Connect sign-in of this deployment (one at a time, one redirect URI).
+        self.oidc: EntraSignIn | SlackSignIn | None = self.entra or self.slack
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"), undefined=StrictUndefined,
                                autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.globals.update(app_name=self.settings.app.name, demo=self.demo)
@@ -218,29 +224,40 @@ class Console:
         return f"{base}/console/auth/callback"
 
     async def signin_entra(self, request: Request) -> Response:
-        if self.entra is None:
-            return PlainTextResponse("Microsoft sign-in is not configured for this console.", status_code=404)
+        return await self._signin_start(request, "entra")
+
+    async def signin_slack(self, request: Request) -> Response:
+        return await self._signin_start(request, "slack")
+
+    async def _signin_start(self, request: Request, method: str) -> Response:
+        if self.oidc is None or self.oidc.method != method:
+            name = "Microsoft" if method == "entra" else "Slack"
+            return PlainTextResponse(f"{name} sign-in is not configured for this console.", status_code=404)
         from bot.store.repos import SqlSharedState
 
         try:
-            flow = await self.entra.start(self._redirect_uri(request))
+            flow = await self.oidc.start(self._redirect_uri(request))
         except SignInError as exc:
             return RedirectResponse("/console/signin?" + urlencode({"error": str(exc)}), status_code=303)
         flow["console_next"] = _safe_next(request.query_params.get("next"))
+        flow["console_method"] = method
         expires = self.app.clock().timestamp() + 600
         async with self.app.sessions() as session, session.begin():
-            # The flow (PKCE verifier, nonce) stays on the server, shared by every replica.
+            # The flow (PKCE verifier, nonce, state) stays on the server, shared by every replica.
             await SqlSharedState(session, clock=lambda: self.app.clock().timestamp()).put(
                 FLOW_KEY + _digest(str(flow["state"])), flow, expires)
         return RedirectResponse(str(flow["auth_uri"]), status_code=303)
 
     async def auth_callback(self, request: Request) -> Response:
-        if self.entra is None:
-            return PlainTextResponse("Microsoft sign-in is not configured for this console.", status_code=404)
+        """Where the provider sends the browser back: Entra ID with a POST (response_mode=form_post,
+        RFC 9700 4.3.1: the code stays out of browser history and logs), Slack with a GET (its only
+        response mode is `query`). The one-time `state` protects it, not a CSRF token."""
+        if self.oidc is None:
+            return PlainTextResponse("Sign-in with an identity provider is not configured for this console.",
+                                     status_code=404)
+        from bot.graph.directory import DirectoryError
         from bot.store.repos import SqlSharedState
 
-        # response_mode=form_post (RFC 9700 4.3.1): the code arrives in a POST from Microsoft's page, so
-        # it stays out of browser history and logs. The one-time `state` protects it, not a CSRF token.
         if request.method == "POST":
             try:
                 params = await read_form(request)
@@ -254,19 +271,24 @@ class Console:
             flow = await shared.get(FLOW_KEY + _digest(state)) if state else None
             if flow is not None:
                 await shared.delete(FLOW_KEY + _digest(state))  # one use only
-        if flow is None:
-            return RedirectResponse("/console/signin?" + urlencode(
-                {"error": "That sign-in link has expired or was already used; please sign in again."}),
-                status_code=303)
+        if flow is None or flow.pop("console_method", self.oidc.method) != self.oidc.method:
+            return _signin_error("That sign-in link has expired or was already used; please sign in again.")
         if "error" in params:
-            return RedirectResponse("/console/signin?" + urlencode(
-                {"error": f"Microsoft sign-in did not complete ({params['error'][:60]})."}), status_code=303)
+            log.warning("console sign-in (%s) did not complete: %s", self.oidc.method, params["error"][:60])
+            return _signin_error(f"{self.oidc.provider} sign-in did not complete ({params['error'][:60]}).")
         next_path = str(flow.pop("console_next", "/console/"))
         try:
-            email = await self.entra.finish(flow, params)
+            user = await self.oidc.finish(flow, params)
+            person = await self.app.resolver.resolve(user)
         except SignInError as exc:
-            return RedirectResponse("/console/signin?" + urlencode({"error": str(exc)}), status_code=303)
-        return self._signed_in(request, email, "entra", next_path)
+            return _signin_error(str(exc))
+        except DirectoryError:
+            return _signin_error("The directory is unreachable right now; try again in a minute.")
+        if person is None or not person.enabled:
+            log.warning("console sign-in (%s) refused: not in the directory or disabled", self.oidc.method)
+            return _signin_error(f"Your {self.oidc.provider} account is not in the help desk's directory, or it "
+                                 "is disabled.")
+        return self._signed_in(request, person.email, self.oidc.method, next_path)
 
     async def signout(self, request: Request) -> Response:
         found = await self.change(request, need="any")
@@ -583,6 +605,7 @@ class Console:
             Route("/signin", self.signin_page, methods=["GET"]),
             Route("/signin/demo", self.signin_demo, methods=["POST"]),
             Route("/auth/entra", self.signin_entra, methods=["GET"]),
+            Route("/auth/slack", self.signin_slack, methods=["GET"]),
             Route("/auth/callback", self.auth_callback, methods=["GET", "POST"]),
             Route("/signout", self.signout, methods=["POST"]),
             Route("/queue", self.queue, methods=["GET"]),
@@ -612,6 +635,10 @@ def _sandboxed(settings: Any) -> Any:
         "teams": settings.teams.model_copy(update={"enabled": False}),
         "actions": settings.actions.model_copy(update={"dry_run": True}),
     })
+
+
+def _signin_error(message: str) -> Response:
+    return RedirectResponse("/console/signin?" + urlencode({"error": message}), status_code=303)
 
 
 def _digest(text: str) -> str:
@@ -661,6 +688,8 @@ class ConsoleMount:
         with contextlib.suppress(Exception):
             if self.console.entra is not None:
                 self.console.entra.close()
+            if self.console.slack is not None:
+                await self.console.slack.aclose()
 
 
 def start_beside_chat(app: Any, host: str, port: int) -> str:

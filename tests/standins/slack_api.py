@@ -14,6 +14,17 @@
   string or a callable returning one, e.g. `SocketModeStandIn.issue_url` of tests/standins/slack_socket.py
   (`ws://127.0.0.1:PORT/link/?ticket=...&app_id=...`); unset, the method answers `access_denied`;
 - records every call (method, parameters, headers, HTTP status);
+- Sign in with Slack (OpenID Connect), as docs.slack.dev describes it and
+  https://slack.com/.well-known/openid-configuration publishes it: `GET /openid/connect/authorize`
+  (302 back to `redirect_uri` with `code` and `state`; `authorize(url, user_id)` does the same for
+  in-process tests), `openid.connect.token` (client_secret_post or HTTP Basic; `ok: false` with
+  `invalid_client_id`, `bad_client_secret`, `invalid_code` (unknown, used or older than ten minutes),
+  `bad_redirect_uri`, `invalid_grant_type`; else `ok: true`, `access_token` (xoxp-), `token_type`
+  Bearer and an RS256 `id_token` with iss https://slack.com, aud, sub, iat, exp (+300 s), auth_time,
+  nonce, `https://slack.com/team_id` / `user_id`, and email / profile claims per scope),
+  `openid.connect.userInfo` (bearer xoxp- token), `GET /openid/connect/keys` (JWKS) and
+  `GET /.well-known/openid-configuration`; `oidc_claims` overrides claims of the next ID tokens and
+  `oidc_clock` dates them (tests pass their injected clock);
 - injects failures: `fail(method, error)` (ok:false), `rate_limit(method, retry_after)` (HTTP 429 +
   Retry-After + `{"ok": false, "error": "ratelimited"}`), and enforces a per-channel message rate
   (`channel_rate` messages per second, 429 when exceeded) and, with `global_rate`, a workspace-wide
@@ -35,8 +46,10 @@ Control endpoints (not Slack's): `GET /_calls`, `GET /_count?method=chat.postMes
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
+import secrets
 import sys
 import threading
 import time
@@ -52,6 +65,11 @@ BOT_ID = "B0BOT00001"
 TEAM = "T0TEAM0001"
 JSON_KEYS = ("blocks", "view", "metadata", "attachments")
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})  # called with the app-level token (xapp-...)
+# Authenticated by the app's client id and secret, not by a token.
+CLIENT_METHODS = frozenset({"openid.connect.token"})
+OIDC_CLIENT_ID = "2141029472.691202649728"
+OIDC_CLIENT_SECRET = "e1b9e11dfcd19c1982d5de12921e17e8c"  # the docs' example value; a stand-in's secret
+OIDC_CODE_SECONDS = 600
 
 DEFAULT_USERS: dict[str, dict[str, Any]] = {
     "U0USER0001": {"email": "alice@example.com", "real_name": "Alice Employee"},
@@ -87,8 +105,19 @@ class SlackStandIn:
                  channel_burst: int = 1, global_rate: float | None = None, global_burst: float = 1.0,
                  channels: Mapping[str, list[str]] | None = None, app_token: str = "xapp-test",  # noqa: S107
                  socket_url: str | Callable[[], str] | None = None,
-                 latency: Mapping[str, float] | None = None) -> None:
+                 latency: Mapping[str, float] | None = None, oidc_client_id: str = OIDC_CLIENT_ID,
+                 oidc_client_secret: str = OIDC_CLIENT_SECRET) -> None:
         self.token = token
+        # Sign in with Slack: the app's credentials, who the authorize page signs in (a browser test's
+        # person), claims to override in the next ID tokens, and the clock dating them.
+        self.oidc_client_id = oidc_client_id
+        self.oidc_client_secret = oidc_client_secret
+        self.oidc_signed_in = "U0TECH0001"
+        self.oidc_claims: dict[str, Any] = {}
+        self.oidc_clock: Callable[[], float] = time.time
+        self.oidc_codes: dict[str, dict[str, Any]] = {}
+        self._oidc_access: dict[str, dict[str, Any]] = {}
+        self._oidc_key: Any = None
         # Seconds a method takes to answer (a slow Slack: a backlog builds up behind it).
         self.latency: dict[str, float] = dict(latency or {})
         self.app_token = app_token
@@ -237,6 +266,21 @@ class SlackStandIn:
             call = Call(method, params, headers)
             self.calls.append(call)
             auth = headers.get("authorization", "")
+            if method in CLIENT_METHODS:
+                injection = self._take_injection(method)
+                if injection is not None:
+                    call.ok = False
+                    if injection.status == 429:
+                        call.status = 429
+                        return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{injection.retry_after:g}"}
+                    return 200, {"ok": False, "error": injection.error}, {}
+                body = self._oidc_token(params, auth)
+                call.ok = bool(body.get("ok"))
+                return 200, body, {}
+            if method == "openid.connect.userInfo":
+                body = self._oidc_user_info(auth or f"Bearer {params.get('token', '')}")
+                call.ok = bool(body.get("ok"))
+                return 200, body, {}
             if not auth:
                 call.ok = False
                 return 200, {"ok": False, "error": "not_authed"}, {}
@@ -352,6 +396,109 @@ class SlackStandIn:
             return {"ok": True, "members": page, "response_metadata": {"next_cursor": cursor}}
         return {"ok": False, "error": "unknown_method"}
 
+    # ----- Sign in with Slack (OpenID Connect) ------------------------------------------------
+
+    def openid_configuration(self, base: str = "https://slack.com") -> dict[str, Any]:
+        """Slack's published document, with this stand-in's address for the endpoints."""
+        return {"issuer": "https://slack.com", "authorization_endpoint": f"{base}/openid/connect/authorize",
+                "token_endpoint": f"{base}/api/openid.connect.token",
+                "userinfo_endpoint": f"{base}/api/openid.connect.userInfo",
+                "jwks_uri": f"{base}/openid/connect/keys", "scopes_supported": ["openid", "profile", "email"],
+                "response_types_supported": ["code"], "response_modes_supported": ["query"],
+                "grant_types_supported": ["authorization_code"], "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"], "claims_supported": ["sub", "auth_time", "iss"],
+                "claims_parameter_supported": False, "request_parameter_supported": False,
+                "request_uri_parameter_supported": True,
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"]}
+
+    def _key(self) -> Any:
+        if self._oidc_key is None:
+            from cryptography.hazmat.primitives.asymmetric import rsa
+
+            self._oidc_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self._oidc_key
+
+    def jwks(self) -> dict[str, Any]:
+        from jwt.algorithms import RSAAlgorithm
+
+        key = json.loads(RSAAlgorithm.to_jwk(self._key().public_key()))
+        return {"keys": [{**key, "kid": "standin-1", "alg": "RS256", "use": "sig"}]}
+
+    def authorize(self, url: str, user_id: str | None = None) -> str:
+        """What https://slack.com/openid/connect/authorize does once the person has signed in and
+        consented: the redirect back to the app, `redirect_uri?code=...&state=...`. ValueError for a
+        request Slack would show an error page for."""
+        from urllib.parse import parse_qs, urlencode, urlsplit
+
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+        if query.get("client_id") != self.oidc_client_id:
+            raise ValueError("invalid_client_id")
+        if query.get("response_type") != "code" or "openid" not in query.get("scope", "").replace(",", " ").split():
+            raise ValueError("invalid_request")
+        redirect = query.get("redirect_uri", "")
+        if not redirect:
+            raise ValueError("bad_redirect_uri")
+        with self._lock:
+            self._counter += 1
+            code = f"{self._counter}.{int(time.time())}.{secrets.token_hex(32)}"
+            self.oidc_codes[code] = {"user": user_id or self.oidc_signed_in, "redirect_uri": redirect,
+                                     "nonce": query.get("nonce"), "scope": query.get("scope", ""),
+                                     "at": time.monotonic()}
+        back = {"code": code}
+        if "state" in query:
+            back["state"] = query["state"]
+        return f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(back)}"
+
+    def _oidc_token(self, p: dict[str, Any], auth: str) -> dict[str, Any]:
+        client_id, secret = str(p.get("client_id") or ""), str(p.get("client_secret") or "")
+        if auth.startswith("Basic "):
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+        if client_id != self.oidc_client_id:
+            return {"ok": False, "error": "invalid_client_id"}
+        if secret != self.oidc_client_secret:
+            return {"ok": False, "error": "bad_client_secret"}
+        if p.get("grant_type", "authorization_code") != "authorization_code":
+            return {"ok": False, "error": "invalid_grant_type"}
+        grant = self.oidc_codes.pop(str(p.get("code") or ""), None)  # one use only
+        if grant is None or time.monotonic() - grant["at"] > OIDC_CODE_SECONDS:
+            return {"ok": False, "error": "invalid_code"}
+        if p.get("redirect_uri", "") != grant["redirect_uri"]:
+            return {"ok": False, "error": "bad_redirect_uri"}
+        user_id = grant["user"]
+        user = self.users.get(user_id, {})
+        now = int(self.oidc_clock())
+        scopes = set(grant["scope"].replace(",", " ").split())
+        claims: dict[str, Any] = {"iss": "https://slack.com", "sub": user_id, "aud": self.oidc_client_id,
+                                  "exp": now + 300, "iat": now, "auth_time": now,
+                                  "https://slack.com/user_id": user_id,
+                                  "https://slack.com/team_id": user.get("team_id", TEAM)}
+        if grant["nonce"] is not None:
+            claims["nonce"] = grant["nonce"]
+        if "email" in scopes and user.get("email"):
+            claims.update({"email": user["email"], "email_verified": True, "date_email_verified": now - 86400})
+        if "profile" in scopes:
+            name = str(user.get("real_name") or user_id)
+            claims.update({"name": name, "given_name": name.split()[0], "family_name": name.split()[-1],
+                           "locale": "en-US", "https://slack.com/team_name": "Example",
+                           "https://slack.com/team_domain": "example"})
+        claims.update(self.oidc_claims)
+        access = "xoxp-" + secrets.token_hex(16)
+        self._oidc_access[access] = {k: v for k, v in claims.items()
+                                     if k not in ("iss", "aud", "exp", "iat", "auth_time", "nonce")}
+        import jwt
+
+        id_token = jwt.encode(claims, self._key(), algorithm="RS256", headers={"kid": "standin-1"})
+        return {"ok": True, "access_token": access, "token_type": "Bearer", "id_token": id_token}
+
+    def _oidc_user_info(self, auth: str) -> dict[str, Any]:
+        if not auth.removeprefix("Bearer ").strip():
+            return {"ok": False, "error": "not_authed"}
+        info = self._oidc_access.get(auth.removeprefix("Bearer ").strip())
+        if info is None:
+            return {"ok": False, "error": "invalid_auth"}
+        return {"ok": True, **info}
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         standin = self
 
@@ -413,8 +560,31 @@ class SlackStandIn:
                     return False
                 return True
 
+            def _redirect(self, location: str) -> None:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _oidc(self, path: str) -> bool:
+                base = f"http://{self.headers.get('Host') or f'127.0.0.1:{standin.port}'}"
+                if path == "/openid/connect/authorize":
+                    try:
+                        self._redirect(standin.authorize(self.path))
+                    except ValueError as exc:
+                        self._send(400, {"ok": False, "error": str(exc)})
+                elif path == "/openid/connect/keys":
+                    self._send(200, standin.jwks())
+                elif path == "/.well-known/openid-configuration":
+                    self._send(200, standin.openid_configuration(base))
+                else:
+                    return False
+                return True
+
             def _dispatch(self) -> None:
                 path = urlparse(self.path).path
+                if self.command == "GET" and self._oidc(path):
+                    return
                 params = self._params()
                 if path.startswith("/_") and self._control(path, params):
                     return
