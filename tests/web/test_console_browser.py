@@ -9,29 +9,20 @@ tests/web/artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import socket
-import threading
 import time
-from collections.abc import Awaitable, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
-from pydantic import SecretStr
 
-from tests.channels.slack_harness import ANNOUNCE, TINA, TOKEN, make_settings
-from tests.standins.slack_api import DEFAULT_USERS, SlackStandIn
+from tests.channels.slack_harness import ANNOUNCE
 from tests.web.console_harness import ADMIN, EMPLOYEE, TECH
+from tests.web.served import Served, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-T = TypeVar("T")
 
 try:
     from playwright.sync_api import ConsoleMessage, Page, expect, sync_playwright
@@ -45,103 +36,11 @@ if sync_playwright is None or not CHROMIUM.exists():
     pytest.skip("playwright or /usr/bin/chromium is missing (apt-get install chromium)", allow_module_level=True)
 
 
-class MovingClock:
-    """The injected clock: a fixed date that moves with real time (the worker's pacing needs time to pass)."""
-
-    def __init__(self, start: datetime = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)) -> None:
-        self.start, self.t0 = start, time.monotonic()
-
-    def __call__(self) -> datetime:
-        return self.start + timedelta(seconds=time.monotonic() - self.t0)
-
-
-@dataclass
-class Served:
-    url: str
-    app: Any
-    standin: SlackStandIn
-    loop: asyncio.AbstractEventLoop
-
-    def run(self, coroutine: Awaitable[T]) -> T:
-        """Run a coroutine on the server's event loop (where the app lives)."""
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=30)  # type: ignore[arg-type]
-
-    def open_ticket(self, summary: str, requester: str = EMPLOYEE, category: str = "printer") -> str:
-        async def go() -> str:
-            from bot.store.repos import UnitOfWork
-
-            service = self.app.services["tickets"]
-            person = await service.person(requester)
-            async with self.app.sessions() as session, session.begin():
-                uow = UnitOfWork(session, now=self.app.clock(), actor=requester)
-                row = await service.open(uow, person, category=category, summary=summary, channel="slack")
-            return str(row.ref)
-
-        return self.run(go())
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    users = {**DEFAULT_USERS, TINA: {"email": "tina.tech@example.com", "real_name": "Tina Technician"},
-             "U0TECH0003": {"email": "theo.tech@example.com", "real_name": "Theo Technician"}}
-    with SlackStandIn(token=TOKEN, users=users) as standin:
-        settings = make_settings(tmp_path, standin)
-        settings.web.session_secret = SecretStr("browser-test-session-secret-0123456789")
-        port = _free_port()
-        ready: Future[tuple[Any, asyncio.AbstractEventLoop]] = Future()
-        stop = threading.Event()
-
-        async def main() -> None:
-            import uvicorn
-
-            from bot.app import build_app
-            from bot.channels.registry import build_senders
-            from bot.channels.serve import MOUNTS, build_asgi
-            from bot.store.migrate import upgrade
-
-            await upgrade(settings.database_url)
-            app = await build_app(settings, clock=MovingClock())
-            try:
-                mounts = [m for m in (factory(app, settings) for factory in MOUNTS) if m is not None]
-                senders = build_senders(settings, app)
-                for mount in mounts:
-                    senders.update(mount.senders())
-                app.start_worker(senders)
-                config = uvicorn.Config(build_asgi(app, mounts), host="127.0.0.1", port=port, log_config=None,
-                                        access_log=False, lifespan="on")
-                server = uvicorn.Server(config)
-                task = asyncio.create_task(server.serve())
-                while not server.started:
-                    await asyncio.sleep(0.05)
-                ready.set_result((app, asyncio.get_running_loop()))
-                while not stop.is_set():
-                    await asyncio.sleep(0.1)
-                server.should_exit = True
-                await task
-            finally:
-                await app.aclose()
-
-        def thread_main() -> None:
-            try:
-                asyncio.run(main())
-            except BaseException as exc:
-                if not ready.done():
-                    ready.set_exception(exc)
-
-        thread = threading.Thread(target=thread_main, name="console-server", daemon=True)
-        thread.start()
-        app, loop = ready.result(timeout=120)
-        try:
-            yield Served(f"http://127.0.0.1:{port}", app, standin, loop)
-        finally:
-            stop.set()
-            thread.join(timeout=30)
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    """The app served on loopback; a test parametrized indirectly with "slack" gets Sign in with Slack."""
+    with serving(tmp_path, getattr(request, "param", "demo")) as running:
+        yield running
 
 
 @pytest.fixture
@@ -276,3 +175,18 @@ def test_a_lead_sees_every_chart_drawn(browser_page: Page, served: Served) -> No
                         full_page=True)
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+
+
+@pytest.mark.parametrize("served", ["slack"], indirect=True)
+def test_a_technician_signs_in_with_slack(browser_page: Page, served: Served) -> None:
+    """Sign in with Slack: the console → the stand-in's authorize endpoint (as slack.com, the person
+    already signed in there) → the console's callback → the page asked for."""
+    page = browser_page
+    served.standin.oidc_signed_in = "U0TECH0001"
+    page.goto(served.url + "/console/queue")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator(".demo-banner")).to_have_count(0)
+    page.get_by_role("link", name="Sign in with Slack").click()
+    expect(page.get_by_role("heading", name="Queue", exact=True)).to_be_visible()
+    assert page.url == served.url + "/console/queue"
+    assert served.standin.calls_to("openid.connect.token"), "the code was not redeemed at Slack"

@@ -280,3 +280,19 @@ def test_auto_picks_slack_only_where_slack_is_the_platform(tmp_path: Path) -> No
                                            slack=slack_only, teams={"enabled": True})) == "entra"
     assert sign_in_method(console_settings(tmp_path, directory=graph, slack=slack_only)) == "entra"
     assert sign_in_method(console_settings(tmp_path, directory=graph, web={"sign_in": "slack"})) == "slack"
+
+
+def test_sign_in_with_slack_over_real_http(tmp_path: Path) -> None:
+    """The redirects a browser follows, over real HTTP: uvicorn serving the console, the stand-in's
+    authorize endpoint answering 302 back with the code (tests/web/served.py; the browser test does
+    the same in chromium)."""
+    from tests.web.served import serving
+
+    with serving(tmp_path, "slack") as served, httpx.Client(base_url=served.url, follow_redirects=True) as browser:
+        served.standin.oidc_signed_in = ADMIN_ID
+        page = browser.get("/console/queue")
+        assert "Sign in with Slack" in page.text and "Demo sign-in" not in page.text
+        done = browser.get("/console/auth/slack", params={"next": "/console/outages"})
+        assert done.status_code == 200 and str(done.url) == served.url + "/console/outages"
+        assert [r.status_code for r in done.history] == [303, 302, 303]
+        assert "Ada" in done.text and SESSION_COOKIE in browser.cookies
