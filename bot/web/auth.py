@@ -302,7 +302,7 @@ class SlackSignIn:
             raise SignInError("The sign-in token was not issued to this console.")
         if claims.get("iss") != SLACK_ISSUER:
             raise SignInError("The sign-in token came from an unexpected issuer.")
-        if not hmac.compare_digest(str(claims.get("nonce", "")), str(nonce)):
+        if not nonce or not hmac.compare_digest(str(claims.get("nonce", "")), str(nonce)):
             raise SignInError("The sign-in answer did not match this browser's request; please sign in again.")
         now = self.clock().timestamp()
         try:

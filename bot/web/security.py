@@ -52,7 +52,7 @@ def _unb64(text: str) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Session:
     email: str
-    method: str  # demo | entra
+    method: str  # demo | entra | slack
     csrf: str
     expires: float
 
