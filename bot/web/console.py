@@ -83,7 +83,7 @@ class Console:
         self.problems = sign_in_problems(self.settings)
         if self.method == "demo" and not self.demo:
             self.problems.append("the demo sign-in is refused with a real directory (directory.backend: graph); "
-                                 "use web.sign_in: entra")
+                                 "use web.sign_in: entra (or slack)")
         self.entra = (EntraSignIn(self.settings, clock=app.clock, http_client=http_client)
                       if self.method == "entra" and not self.problems else None)
         if self.entra is not None:

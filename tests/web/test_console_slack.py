@@ -20,6 +20,8 @@ from bot.web.security import SESSION_COOKIE
 from tests.standins.slack_api import TEAM, SlackStandIn
 from tests.web.console_harness import SECRET, Clock, console_settings
 
+pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
+
 BASE = "http://127.0.0.1:3000"
 TECH_ID, ADMIN_ID, EMPLOYEE_ID, STRANGER_ID = "U0TECH0001", "U0ADMN0001", "U0USER0001", "U0STRANGER"
 
