@@ -33,12 +33,14 @@ from bot.core.ports import (
     SharedState,
 )
 from bot.core.text import bounded_incoming, neutralise
-from bot.engine.engine import (
+from bot.engine.engine import Engine
+from bot.engine.listen import Facts, listens_for
+from bot.engine.replies import global_command
+from bot.engine.state import (
     V_HUMAN,
     ActionAnswer,
     ConversationState,
     Emit,
-    Engine,
     FlowRuntimeError,
     KbAnswer,
     OpenTicket,
@@ -51,9 +53,7 @@ from bot.engine.engine import (
     Transition,
     TriageGuess,
     UserTurn,
-    global_command,
 )
-from bot.engine.listen import Facts, listens_for
 from bot.render.renderer import ESCAPERS, Renderer
 from bot.store.db import utcnow
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bot.core.models import Button, Form, FormField, Reply
-from bot.engine.engine import ConversationState
+from bot.engine.state import ConversationState
 from bot.outages.commands import changes_from, draft_from, incident_id, parse_args
 from bot.outages.service import (
     SEVERITIES,

@@ -28,7 +28,8 @@ from sqlalchemy import select
 
 from bot.core.models import Button, Reply
 from bot.core.pipeline import Turn
-from bot.engine.engine import ConversationState, OpenTicket, TicketAnswer, global_command
+from bot.engine.replies import global_command
+from bot.engine.state import ConversationState, OpenTicket, TicketAnswer
 from bot.store.repos import UnitOfWork
 from bot.store.tables import EventRow, TicketNoteRow
 from bot.tickets.service import (
