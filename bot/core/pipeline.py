@@ -506,7 +506,7 @@ class Pipeline:
         except Exception:  # the flow still answers with how to look them up
             log.exception("listing tickets for ticket_status failed")
             return say
-        from bot.tickets.service import OPEN_STATUSES
+        from bot.tickets.model import OPEN_STATUSES
 
         items = [{"id": v.ref, "summary": v.summary, "status": v.status}
                  for v in views if v.status in OPEN_STATUSES]

@@ -338,7 +338,7 @@ class Console:
         viewer = await self.viewer(request)
         if isinstance(viewer, Response):
             return viewer
-        from bot.tickets.service import TicketError
+        from bot.tickets.model import TicketError
 
         ref = request.path_params["ref"]
         service = self.app.services["tickets"]
@@ -360,7 +360,7 @@ class Console:
             return found
         viewer, form = found
         from bot.tickets.handler import atomic
-        from bot.tickets.service import HeldByOther, TicketError
+        from bot.tickets.model import HeldByOther, TicketError
 
         ref, action = request.path_params["ref"], request.path_params["action"]
         service = self.app.services["tickets"]
