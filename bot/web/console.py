@@ -427,7 +427,7 @@ class Console:
         viewer = await self.viewer(request)
         if isinstance(viewer, Response):
             return viewer
-        from bot.outages.service import OutageError
+        from bot.outages.model import OutageError
 
         service = self.app.services["outages"]
         try:
@@ -443,7 +443,7 @@ class Console:
             return found
         viewer, form = found
         from bot.outages.commands import changes_from, draft_from
-        from bot.outages.service import OutageError
+        from bot.outages.model import OutageError
 
         service = self.app.services["outages"]
         action = request.path_params.get("action", "post")
