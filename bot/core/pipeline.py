@@ -33,12 +33,14 @@ from bot.core.ports import (
     SharedState,
 )
 from bot.core.text import bounded_incoming, neutralise
-from bot.engine.engine import (
+from bot.engine.engine import Engine
+from bot.engine.listen import Facts, listens_for
+from bot.engine.replies import global_command
+from bot.engine.state import (
     V_HUMAN,
     ActionAnswer,
     ConversationState,
     Emit,
-    Engine,
     FlowRuntimeError,
     KbAnswer,
     OpenTicket,
@@ -51,9 +53,7 @@ from bot.engine.engine import (
     Transition,
     TriageGuess,
     UserTurn,
-    global_command,
 )
-from bot.engine.listen import Facts, listens_for
 from bot.render.renderer import ESCAPERS, Renderer
 from bot.store.db import utcnow
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
@@ -506,7 +506,7 @@ class Pipeline:
         except Exception:  # the flow still answers with how to look them up
             log.exception("listing tickets for ticket_status failed")
             return say
-        from bot.tickets.service import OPEN_STATUSES
+        from bot.tickets.model import OPEN_STATUSES
 
         items = [{"id": v.ref, "summary": v.summary, "status": v.status}
                  for v in views if v.status in OPEN_STATUSES]

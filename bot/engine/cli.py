@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from bot.engine.engine import FALLBACK_FLOW, V_START, ConversationState, Emit, Engine, TriageGuess
+from bot.engine.engine import Engine
 from bot.engine.loader import FlowSet, Known, load_flows
 from bot.engine.spec import Flow
+from bot.engine.state import FALLBACK_FLOW, V_START, ConversationState, Emit, TriageGuess
 from bot.engine.triage import Triage
 from bot.settings import TriageSettings
 

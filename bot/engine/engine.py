@@ -1,24 +1,24 @@
-"""The pure conversation engine: `advance(state, stimulus, ...) -> Transition`.
+"""The pure conversation engine, `advance(state, stimulus, ...) -> Transition`: running a flow's steps.
 
 It reads a flow and the conversation state, and returns the next state and a list of effects
 (say, search the knowledge base, run an action, open a ticket, record an event). It does no I/O:
 the core runs the effects and feeds results (search hits, action outcomes, ticket ids) back in as
-stimuli. Everything here is testable without mocks.
+stimuli. Everything here is testable without mocks. Its vocabulary (state, stimuli, effects, button
+values) is in bot/engine/state.py; reading a person's reply in bot/engine/replies.py.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from rapidfuzz import fuzz
-
 from bot.core.models import Button, Form, FormField
-from bot.core.ports import ActionOutcome, KbResult
+from bot.core.ports import KbResult
 from bot.engine.listen import Facts, Heard, hear, hear_step
+from bot.engine.replies import NEW_REQUEST_WORDS, NO, SOLVED, UNSOLVED, YES, global_command, normalise, pick_choice
 from bot.engine.spec import (
     ActionStep,
     AskStep,
@@ -30,245 +30,44 @@ from bot.engine.spec import (
     KbStep,
     SayStep,
 )
+from bot.engine.state import (
+    DECLINED,
+    FALLBACK_FLOW,
+    INPUT_PREFIX,
+    V_CANCEL,
+    V_CHOICE,
+    V_CONFIRM_NO,
+    V_CONFIRM_YES,
+    V_GUESS_NO,
+    V_GUESS_YES,
+    V_HUMAN,
+    V_KB_SHOW,
+    V_KB_SOLVED,
+    V_KB_UNSOLVED,
+    V_RESUME,
+    V_RESUME_NEW,
+    V_SOMETHING_ELSE,
+    V_START,
+    ActionAnswer,
+    ConversationState,
+    Effect,
+    Emit,
+    FlowRuntimeError,
+    KbAnswer,
+    OpenTicket,
+    Retriage,
+    RunAction,
+    Say,
+    SearchKb,
+    ShowArticle,
+    Stimulus,
+    TicketAnswer,
+    Transition,
+    TriageGuess,
+    UserTurn,
+)
 
-FALLBACK_FLOW = "fallback"
-HUMAN_FLOW = "human"
-
-# Button values the engine understands. Flows' own choices are prefixed with "choice:".
-V_START = "start:"
-V_CHOICE = "choice:"
-V_KB_SHOW = "kb:show:"
-V_KB_SOLVED = "kb:solved"
-V_KB_UNSOLVED = "kb:unsolved"
-V_CONFIRM_YES = "confirm:yes"
-V_CONFIRM_NO = "confirm:no"
-V_RESUME = "resume:continue"
-V_RESUME_NEW = "resume:new"
-V_SOMETHING_ELSE = "triage:other"
-V_CANCEL = "flow:cancel"
-V_HUMAN = "flow:human"
-V_GUESS_YES = "guess:yes"
-V_GUESS_NO = "guess:no"
-# A guess the person turned down is kept under this prefix (`guesses`), so it isn't offered again.
-DECLINED = "declined:"
-# "Continue" on the message that tells a person a technician has decided on their identity check.
-V_APPROVAL_CONTINUE = "approval_wait:continue"
-# Answers an action asked for (needs_input) are kept under this prefix until the action finishes.
-INPUT_PREFIX = "input_"
-
-
-# ----- state, stimuli, effects ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationState:
-    """What the bot remembers of one conversation. JSON-serialisable through `to_row`/`from_row`."""
-
-    flow_id: str | None = None
-    step_id: str | None = None
-    slots: Mapping[str, Any] = field(default_factory=dict)
-    # What the conversation waits for: answer | choice | form | kb_feedback | kb_results | confirm |
-    # action_result | action_input | approval | ticket | did_you_mean | resume | None
-    # (`approval`: an action waits for a technician to confirm the person's identity)
-    awaiting: str | None = None
-    first_message: str = ""
-    tried_articles: tuple[str, ...] = ()
-    tried_actions: tuple[str, ...] = ()
-    offered: tuple[str, ...] = ()  # button values offered with the last question
-    pending_text: str = ""  # a message kept while asking "pick up where we left off?"
-    action_input_slot: str | None = None
-    # Answers guessed from what was said, to confirm in one line when their question comes up:
-    # slot -> {value, label, confirm}.
-    guesses: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    started_at: datetime | None = None
-    updated_at: datetime | None = None
-    version: int = 0
-
-    @property
-    def active(self) -> bool:
-        return self.flow_id is not None
-
-    def data(self) -> dict[str, Any]:
-        return {
-            "awaiting": self.awaiting,
-            "first_message": self.first_message,
-            "tried_articles": list(self.tried_articles),
-            "tried_actions": list(self.tried_actions),
-            "offered": list(self.offered),
-            "pending_text": self.pending_text,
-            "action_input_slot": self.action_input_slot,
-            "guesses": {k: dict(v) for k, v in self.guesses.items()},
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-        }
-
-    @classmethod
-    def from_data(cls, flow_id: str | None, step_id: str | None, slots: Mapping[str, Any],
-                  data: Mapping[str, Any], version: int, updated_at: datetime | None) -> ConversationState:
-        started = data.get("started_at")
-        return cls(
-            flow_id=flow_id,
-            step_id=step_id,
-            slots=dict(slots),
-            awaiting=data.get("awaiting"),
-            first_message=str(data.get("first_message") or ""),
-            tried_articles=tuple(data.get("tried_articles") or ()),
-            tried_actions=tuple(data.get("tried_actions") or ()),
-            offered=tuple(data.get("offered") or ()),
-            pending_text=str(data.get("pending_text") or ""),
-            action_input_slot=data.get("action_input_slot"),
-            guesses={str(k): dict(v) for k, v in (data.get("guesses") or {}).items()},
-            started_at=datetime.fromisoformat(started) if started else None,
-            updated_at=updated_at,
-            version=version,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class UserTurn:
-    text: str | None = None
-    value: str | None = None  # a clicked button's value
-    form: Mapping[str, str] | None = None
-    # What the core looked up in the directory for this text (devices, names); see listen.py.
-    facts: Facts = field(default_factory=Facts)
-
-
-@dataclass(frozen=True, slots=True)
-class KbAnswer:
-    result: KbResult
-
-
-@dataclass(frozen=True, slots=True)
-class ActionAnswer:
-    """An action's outcome, with any secret already taken out by the core."""
-
-    outcome: ActionOutcome
-    secret_shown: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class TicketAnswer:
-    ticket_id: str
-    priority: str
-    first_response: str  # human text: "within 4 business hours"
-    existing: bool = False
-    # Offered with the confirmation (e.g. "Open a separate ticket" when added to an existing one).
-    buttons: tuple[Button, ...] = ()
-
-
-Stimulus = UserTurn | KbAnswer | ActionAnswer | TicketAnswer
-
-
-@dataclass(frozen=True, slots=True)
-class TriageGuess:
-    intent: str
-    confidence: float
-    alternatives: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Say:
-    text: str | None = None  # inline Jinja source (from a flow)
-    template: str | None = None  # a named template
-    context: Mapping[str, Any] = field(default_factory=dict)
-    buttons: tuple[Button, ...] = ()
-    form: Form | None = None
-    private: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SearchKb:
-    query: str
-    pinned: tuple[str, ...] = ()
-    limit: int = 3
-    category: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ShowArticle:
-    article_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunAction:
-    name: str
-    args: Mapping[str, str]  # Jinja sources from the flow file
-    inputs: Mapping[str, str] = field(default_factory=dict)  # raw answers the action asked for
-
-
-@dataclass(frozen=True, slots=True)
-class OpenTicket:
-    category: str
-    impact: str
-    urgency: str
-    summary: str
-    flow_id: str
-    details: Mapping[str, Any]
-    tried_articles: tuple[str, ...]
-    tried_actions: tuple[str, ...]
-    first_message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Retriage:
-    """Sort this text afresh (the person moved on from a question or a paused flow)."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    type: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-Effect = Say | SearchKb | ShowArticle | RunAction | OpenTicket | Emit | Retriage
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    state: ConversationState
-    effects: tuple[Effect, ...] = ()
-
-
-class FlowRuntimeError(Exception):
-    """The conversation refers to something the flow no longer has (an edited flow file)."""
-
-
-# ----- text helpers -----------------------------------------------------------------------------
-
-_CANCEL = {"cancel", "stop", "quit", "exit", "nevermind", "never mind", "forget it", "abort"}
-_RESTART = {"start over", "restart", "start again", "begin again", "reset conversation"}
-_HUMAN = {
-    "talk to a person", "talk to a human", "speak to a person", "speak to a human", "human",
-    "agent", "real person", "a person", "technician", "talk to someone", "speak to someone",
-    "talk to an agent", "live agent", "person please", "human please", "operator",
-}
-_YES = {"yes", "y", "yep", "yeah", "sure", "ok", "okay", "please", "go ahead", "do it", "yes please"}
-_NO = {"no", "n", "nope", "nah", "no thanks", "don't", "dont"}
-_SOLVED = {"solved", "this solved it", "that solved it", "fixed", "it worked", "worked", "thanks that worked",
-           "that fixed it", "yes that worked"}
-_UNSOLVED = {"still need help", "not solved", "didn't work", "didnt work", "did not work", "no luck",
-             "still broken", "still not working", "nope still broken"}
-
-
-def normalise(text: str | None) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^\w\s'@.-]", " ", (text or "").lower())).strip(" .!?")
-
-
-def global_command(text: str | None) -> str | None:
-    """"cancel", "start over" or "talk to a person", wherever the person is in a flow."""
-    said = normalise(text)
-    if not said:
-        return None
-    if said in _CANCEL:
-        return "cancel"
-    if said in _RESTART:
-        return "restart"
-    if said in _HUMAN or re.fullmatch(r"(i want to |can i |let me |please )?(talk|speak|chat) (to|with) "
-                                      r"(a |an |some )?(person|human|someone|agent|technician|"
-                                      r"somebody|real person)( please)?", said):
-        return "human"
-    return None
+# ----- prompts and context ---------------------------------------------------------------------
 
 
 def _context(state: ConversationState, flow: Flow | None, extra: Mapping[str, Any] | None = None,
@@ -299,33 +98,6 @@ def _matches(value: Any, accepted: str | list[str]) -> bool:
     return any(text == str(o).lower() for o in options) or ("*" in options and bool(text))
 
 
-def _pick_choice(choices: Sequence[Choice], turn: UserTurn) -> Choice | None:
-    if turn.value and turn.value.startswith(V_CHOICE):
-        wanted = turn.value[len(V_CHOICE):]
-        return next((c for c in choices if c.value == wanted), None)
-    said = normalise(turn.text)
-    if not said:
-        return None
-    if said.isdigit() and 1 <= int(said) <= len(choices):
-        return choices[int(said) - 1]
-    for choice in choices:
-        if said in (normalise(choice.label), normalise(choice.value)):
-            return choice
-    starts = [c for c in choices if normalise(c.label).startswith(said) or said.startswith(normalise(c.label))]
-    if len(starts) == 1:
-        return starts[0]
-    # A misspelt or loosely typed label ("offce wifi", "keeps droping"): the closest label if it is
-    # close and clearly closer than the next.
-    scored = sorted(((fuzz.WRatio(said, normalise(c.label)), i) for i, c in enumerate(choices)), reverse=True)
-    if scored and scored[0][0] >= _CHOICE_MATCH and (len(scored) == 1 or scored[0][0] - scored[1][0] >= 10):
-        return choices[scored[0][1]]
-    return None
-
-
-# How close (rapidfuzz WRatio, 0..100) typed text must be to a choice's label to count as that choice.
-_CHOICE_MATCH = 86
-# A reply of at least this many words that matches no choice is read as a possible new request.
-_NEW_REQUEST_WORDS = 3
 
 
 def _resume_offer(state: ConversationState, text: str, template: str, title: str, back: str) -> Transition:
@@ -515,7 +287,7 @@ class Engine:
     def _resume(self, state: ConversationState, flow: Flow, turn: UserTurn, now: datetime) -> Transition:
         choice = turn.value
         said = normalise(turn.text)
-        if choice is None and said in _YES | {"pick up where we left off", "back to the question", "continue", "1"}:
+        if choice is None and said in YES | {"pick up where we left off", "back to the question", "continue", "1"}:
             choice = V_RESUME
         elif choice is None and said in {"start something new", "something new", "new", "2"}:
             choice = V_RESUME_NEW
@@ -523,19 +295,19 @@ class Engine:
             back = replace(state, awaiting=None, pending_text="")
             step = self._step(flow, back.step_id or "")
             return self._prompt_again(back, flow, step)
-        text = state.pending_text if choice == V_RESUME_NEW or said in _NO else (turn.text or "")
+        text = state.pending_text if choice == V_RESUME_NEW or said in NO else (turn.text or "")
         return self._finish(state, flow, "abandoned", [Retriage(text)])
 
     def _answer(self, state: ConversationState, flow: Flow, step: AskStep, turn: UserTurn,
                 now: datetime) -> Transition:
         slots = dict(state.slots)
         if step.input == "choice":
-            choice = _pick_choice(step.choices, turn)
+            choice = pick_choice(step.choices, turn)
             if choice is None and turn.value is None and turn.text:
                 # "it won't connect at all", "my mac": the choice its synonyms (or the listen words) name.
                 heard = hear_step(step, turn.text, turn.facts, now.date(), answering=True)
                 choice = next((c for c in step.choices if heard and heard.sure and c.value == heard.value), None)
-            if choice is None and turn.value is None and len(normalise(turn.text).split()) >= _NEW_REQUEST_WORDS:
+            if choice is None and turn.value is None and len(normalise(turn.text).split()) >= NEW_REQUEST_WORDS:
                 # A sentence that is none of the choices ("actually my outlook won't open"): ask
                 # whether this is something new rather than repeating the question.
                 return _resume_offer(state, turn.text or "", "switch_offer", flow.title, "Back to the question")
@@ -593,11 +365,11 @@ class Engine:
         rest = {k: v for k, v in state.guesses.items() if k != step.slot}
         said = normalise(turn.text)
         base = replace(state, guesses=rest, awaiting=None)
-        if guess and (turn.value == V_GUESS_YES or (turn.value is None and said in _YES)):
+        if guess and (turn.value == V_GUESS_YES or (turn.value is None and said in YES)):
             slots = {**state.slots, step.slot: guess.get("value", ""), f"{step.slot}_label": guess.get("label", "")}
             return self._run(replace(base, slots=slots), flow, self._after(flow, step, guess.get("value", "")),
                              [Emit("guess_confirmed", {"slot": step.slot})])
-        if turn.value == V_GUESS_NO or (turn.value is None and said in _NO) or not guess:
+        if turn.value == V_GUESS_NO or (turn.value is None and said in NO) or not guess:
             # Remembered, so the name they type next is not "corrected" back to the same guess.
             declined = replace(base, guesses={**rest, DECLINED + step.slot: {"value": guess.get("value", "")}})
             return self._ask(declined, flow, step, [Emit("guess_declined", {"slot": step.slot})])
@@ -630,9 +402,9 @@ class Engine:
         value = turn.value or ""
         said = normalise(turn.text)
         if not value:
-            if said in _SOLVED or said in _YES:
+            if said in SOLVED or said in YES:
                 value = V_KB_SOLVED
-            elif said in _UNSOLVED or said in _NO:
+            elif said in UNSOLVED or said in NO:
                 value = V_KB_UNSOLVED
             elif said.isdigit() and 1 <= int(said) <= len(state.offered):
                 value = state.offered[int(said) - 1]
@@ -677,9 +449,9 @@ class Engine:
 
     def _confirm(self, state: ConversationState, flow: Flow, step: ActionStep, turn: UserTurn) -> Transition:
         said = normalise(turn.text)
-        if turn.value == V_CONFIRM_YES or (turn.value is None and said in _YES):
+        if turn.value == V_CONFIRM_YES or (turn.value is None and said in YES):
             return self._run_action(replace(state, awaiting=None), flow, step, [])
-        if turn.value == V_CONFIRM_NO or (turn.value is None and said in _NO):
+        if turn.value == V_CONFIRM_NO or (turn.value is None and said in NO):
             effects: list[Effect] = [Say(template="action_declined")]
             if step.on_failure:
                 return self._run(replace(state, awaiting=None), flow, step.on_failure, effects)

@@ -37,8 +37,8 @@ from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 from scipy import sparse
 
-from bot.engine.engine import TriageGuess
 from bot.engine.spec import Flow
+from bot.engine.state import TriageGuess
 
 NOT_IT = frozenset({"smalltalk", "out_of_scope", "human", "fallback"})
 FALLBACK = "fallback"

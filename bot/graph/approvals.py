@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.models import Address, Button, Person
 from bot.core.ports import ActionContext, ActionOutcome
-from bot.engine.engine import V_APPROVAL_CONTINUE
+from bot.engine.state import V_APPROVAL_CONTINUE
 from bot.graph.directory import DirectoryError
 from bot.store.tables import EventRow
 

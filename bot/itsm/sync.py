@@ -205,7 +205,7 @@ class ItsmSync:
             .with_for_update())).scalar_one_or_none()
         if link is None:
             return False  # a record the bot did not create
-        from bot.tickets.service import TicketError
+        from bot.tickets.model import TicketError
 
         if change.kind == "comment" and change.comment is not None:
             comment = change.comment

@@ -21,7 +21,7 @@ def _run(as_email: str, need_admin: bool, action: Callable[[Any, Any, Any], Awai
     from bot.app import build_app
     from bot.cli import fail, run, settings_or_exit
     from bot.core.models import Platform, PlatformUser
-    from bot.outages.service import OutageError
+    from bot.outages.model import OutageError
     from bot.store.migrate import upgrade
     from bot.store.repos import UnitOfWork
 

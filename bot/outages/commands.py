@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.outages.service import Audience, NoticeDraft, OutageError
+from bot.outages.model import Audience, NoticeDraft, OutageError
 
 VALUE_OPTIONS = {
     "service", "summary", "severity", "aliases", "keywords", "category", "impact", "workaround", "fix",

@@ -15,17 +15,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bot.core.models import Button, Form, FormField, Reply
-from bot.engine.engine import ConversationState
+from bot.engine.state import ConversationState
 from bot.outages.commands import changes_from, draft_from, incident_id, parse_args
-from bot.outages.service import (
-    SEVERITIES,
-    V_AFFECTED,
-    V_OTHER,
-    NoticeDraft,
-    OutageError,
-    OutageService,
-    group_key,
-)
+from bot.outages.model import SEVERITIES, V_AFFECTED, V_OTHER, NoticeDraft, OutageError, group_key
+from bot.outages.service import OutageService
 
 if TYPE_CHECKING:
     from bot.core.pipeline import Pipeline, Turn

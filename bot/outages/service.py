@@ -1,5 +1,7 @@
 """Outage notices: post, update in place, resolve, recall; scheduled maintenance with a reminder;
-reactions (affected, acknowledged); linked tickets; spike alerts; the admin's live delivery report.
+reactions (affected, acknowledged); the periodic job. Who a notice reaches is bot/outages/recipients.py,
+the admin's live delivery report bot/outages/reach.py, ticket links and spike alerts
+bot/outages/signals.py.
 
 Delivery is the outbox's: one row per copy (idempotency key `outage:<id>:post:<recipient>`, group
 `outage:<id>`), paced by the worker. An edit of a copy is an `update` row whose `update_ref` is
@@ -16,158 +18,51 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.models import Address, Button, Outbound, Platform, Reply
-from bot.outages.audience import AudienceSource, Member
+from bot.outages.audience import AudienceSource
 from bot.outages.matching import best_match
+from bot.outages.model import (
+    CHUNK,
+    EDITABLE,
+    SEVERITIES,
+    V_ACK,
+    V_AFFECTED,
+    V_BROKEN,
+    V_FIXED,
+    Audience,
+    ChangeResult,
+    DeliveryReport,
+    NoticeDraft,
+    OutageError,
+    Recipient,
+    aware,
+    group_key,
+    post_key,
+    terms,
+)
+from bot.outages.reach import delivery_report, refresh_reports, report_text
+from bot.outages.recipients import dm_address, expand_audience
+from bot.outages.signals import alert_spike, detect_spikes, link_tickets, spike_draft
 from bot.outbox.worker import OUTBOX_REF
 from bot.render.renderer import Renderer
 from bot.settings import OutageSettings
 from bot.store.repos import UnitOfWork, insert_ignore, reply_to_json
 from bot.store.tables import (
-    EventRow,
     IncidentPersonRow,
     IncidentRecipientRow,
     IncidentRow,
     IncidentTicketRow,
     OutboxRow,
-    PersonIdentityRow,
-    PersonRow,
 )
 
 log = logging.getLogger("bot.outages")
-
-SEVERITIES = ("minor", "major", "critical")
-# Button values (the handler answers them).
-V_AFFECTED = "outage:affected:"
-V_ACK = "outage:ack:"
-V_OTHER = "outage:other:"
-V_FIXED = "outage:fixed:"
-V_BROKEN = "outage:broken:"
-V_DECLARE = "outage:declare:"
-V_DISMISS = "outage:dismiss:"
-
-CHUNK = 1000
-
-
-def group_key(incident_id: int) -> str:
-    return f"outage:{incident_id}"
-
-
-def post_key(incident_id: int, recipient_key: str) -> str:
-    return f"outage:{incident_id}:post:{recipient_key}"
-
-
-class OutageError(Exception):
-    """A request the service cannot carry out; `code` is not_found | closed | invalid."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class Audience:
-    """Where a notice goes. `channels` per platform; direct messages to `everyone`, to members of
-    `groups`, or to members of `member_channels` ("platform:channel" or "channel")."""
-
-    channels: Mapping[str, Sequence[str]] = field(default_factory=dict)
-    everyone: bool = False
-    groups: tuple[str, ...] = ()
-    member_channels: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        return {"channels": {k: list(v) for k, v in self.channels.items()}, "everyone": self.everyone,
-                "groups": list(self.groups), "member_channels": list(self.member_channels)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Audience:
-        return cls(channels={str(k): tuple(v) for k, v in (data.get("channels") or {}).items()},
-                   everyone=bool(data.get("everyone")), groups=tuple(data.get("groups") or ()),
-                   member_channels=tuple(data.get("member_channels") or ()))
-
-
-@dataclass(frozen=True, slots=True)
-class NoticeDraft:
-    service: str
-    summary: str = ""
-    severity: str = "major"
-    aliases: tuple[str, ...] = ()
-    keywords: tuple[str, ...] = ()
-    category: str | None = None
-    impact: str = ""
-    workaround: str = ""
-    expected_fix: str = ""
-    next_update_at: datetime | None = None
-    audience: Audience | None = None  # None: the configured default
-    kind: str = "incident"  # incident | maintenance
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
-    reminder_minutes: int | None = None
-
-
-# Fields `update` may change.
-EDITABLE = frozenset({"service", "summary", "severity", "aliases", "keywords", "category", "impact", "workaround",
-                      "expected_fix", "next_update_at", "starts_at", "ends_at"})
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    key: str
-    kind: str  # channel | dm
-    platform: str
-    address: Address
-    email: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryReport:
-    incident_id: int
-    service: str
-    status: str
-    total: int
-    sent: int
-    pending: int
-    failed: int
-    cancelled: int
-    reasons: tuple[tuple[str, int], ...]
-    affected: int
-    acknowledged: int
-    tickets: int
-    # Of the failed copies: people the platform could not reach ("not reachable on ...": the app not
-    # installed for them and, on Teams, installing it refused or not allowed).
-    unreachable: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"incident_id": self.incident_id, "service": self.service, "status": self.status,
-                "total": self.total, "sent": self.sent, "pending": self.pending, "failed": self.failed,
-                "cancelled": self.cancelled, "reasons": [{"error": e, "count": c} for e, c in self.reasons],
-                "affected": self.affected, "acknowledged": self.acknowledged, "tickets": self.tickets,
-                "unreachable": self.unreachable}
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeResult:
-    incident: IncidentRow
-    edits: int = 0
-    notified: int = 0
-    cancelled: int = 0
-    deleted: int = 0
-
-
-def aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 class OutageService:
@@ -231,64 +126,8 @@ class OutageService:
         return Audience(channels=dict(self.settings.announcement_channels) if mode == "channels" else {},
                         everyone=mode == "everyone")
 
-    async def _direct_addresses(self, session: AsyncSession, platform: str) -> dict[str, Address]:
-        """Known DM conversations on a platform, by email (people who have talked to the bot)."""
-        rows = (await session.execute(
-            select(PersonRow.email, PersonIdentityRow.direct_address, PersonIdentityRow.seen_at)
-            .join(PersonRow, PersonRow.id == PersonIdentityRow.person_id)
-            .where(PersonIdentityRow.platform == platform, PersonIdentityRow.direct_address.is_not(None))
-            .order_by(PersonIdentityRow.seen_at)
-        )).all()
-        return {str(email).lower(): Address.from_json(address) for email, address, _ in rows if address}
-
     async def expand(self, session: AsyncSession, audience: Audience) -> list[Recipient]:
-        recipients: dict[str, Recipient] = {}
-        for platform, channels in audience.channels.items():
-            for channel in channels:
-                key = f"channel:{platform}:{channel}"
-                recipients[key] = Recipient(key, "channel", platform, Address(Platform(platform), channel))
-        people: list[Member] = []
-        if audience.everyone:
-            people.extend(await self.audience.everyone())
-        for group in audience.groups:
-            people.extend(await self.audience.group_members(group))
-        for target in audience.member_channels:
-            platform, _, channel = target.rpartition(":")
-            people.extend(await self.audience.channel_members(platform or self.dm_platform, channel))
-        if people:
-            known: dict[str, dict[str, Address]] = {}
-            emails_of = await self._emails_of_users(session, [m for m in people if m.user_id and not m.email])
-            for member in people:
-                # Members of a platform channel come as user ids: on that platform, by user id
-                # (a person the bot knows is the same recipient as their directory email).
-                platform = (member.platform or self.dm_platform) if member.user_id else self.dm_platform
-                if platform not in known:
-                    known[platform] = await self._direct_addresses(session, platform)
-                email = (member.email or emails_of.get((platform, member.user_id), "")).lower()
-                key = f"dm:{platform}:{email or member.user_id}"
-                if key in recipients:
-                    continue
-                address = known[platform].get(email) if email else None
-                if address is None:
-                    address = Address(Platform(platform), member.user_id if member.user_id else f"email:{email}")
-                recipients[key] = Recipient(key, "dm", platform, address, email or None)
-        return list(recipients.values())
-
-    async def _emails_of_users(self, session: AsyncSession, members: Sequence[Member]) -> dict[tuple[str, str], str]:
-        """Directory emails of platform user ids the bot has met, by (platform, user id)."""
-        found: dict[tuple[str, str], str] = {}
-        by_platform: dict[str, list[str]] = {}
-        for member in members:
-            by_platform.setdefault(member.platform or self.dm_platform, []).append(member.user_id)
-        for platform, ids in by_platform.items():
-            for start in range(0, len(ids), 500):
-                rows = (await session.execute(
-                    select(PersonIdentityRow.platform_user_id, PersonRow.email)
-                    .join(PersonRow, PersonRow.id == PersonIdentityRow.person_id)
-                    .where(PersonIdentityRow.platform == platform,
-                           PersonIdentityRow.platform_user_id.in_(ids[start:start + 500])))).all()
-                found.update({(platform, str(user)): str(email) for user, email in rows if email})
-        return found
+        return await expand_audience(session, audience, self.audience, self.dm_platform)
 
     # ----- reading --------------------------------------------------------------------------
 
@@ -308,45 +147,19 @@ class OutageService:
             .order_by(IncidentRow.created_at.desc())
         )).scalars())
 
-    @staticmethod
-    def terms(incident: IncidentRow) -> list[str]:
-        return [incident.service, *map(str, incident.aliases or []), *map(str, incident.keywords or [])]
-
     async def match(self, session: AsyncSession, text: str) -> IncidentRow | None:
         """The active incident (or maintenance under way) a message is about, if any."""
         active = [i for i in await self.current(session) if i.status == "active"]
         if not active:
             return None
-        found = best_match(text, [(i.id, self.terms(i)) for i in active], self.settings.match_threshold)
+        found = best_match(text, [(i.id, terms(i)) for i in active], self.settings.match_threshold)
         return next((i for i in active if found is not None and i.id == found.incident_id), None)
 
     async def report(self, session: AsyncSession, incident_id: int) -> DeliveryReport:
-        incident = await self.get(session, incident_id)
-        prefix = f"outage:{incident_id}:post:"
-        posts = (OutboxRow.group_key == group_key(incident_id)) & OutboxRow.idempotency_key.startswith(prefix)
-        counts = {str(s): int(c) for s, c in (await session.execute(
-            select(OutboxRow.status, func.count()).where(posts).group_by(OutboxRow.status))).all()}
-        reasons = tuple((str(e or "unknown"), int(c)) for e, c in (await session.execute(
-            select(OutboxRow.last_error, func.count()).where(posts, OutboxRow.status == "failed")
-            .group_by(OutboxRow.last_error).order_by(func.count().desc()).limit(5))).all())
-        unreachable = await session.scalar(
-            select(func.count()).select_from(OutboxRow)
-            .where(posts, OutboxRow.status == "failed", OutboxRow.last_error.startswith("not reachable")))
-        people = (await session.execute(
-            select(func.count(IncidentPersonRow.affected_at), func.count(IncidentPersonRow.acknowledged_at))
-            .where(IncidentPersonRow.incident_id == incident_id))).one()
-        tickets = await session.scalar(select(func.count()).select_from(IncidentTicketRow)
-                                       .where(IncidentTicketRow.incident_id == incident_id))
-        return DeliveryReport(
-            incident_id=incident_id, service=incident.service, status=incident.status,
-            total=sum(counts.values()), sent=counts.get("sent", 0),
-            pending=counts.get("pending", 0) + counts.get("sending", 0), failed=counts.get("failed", 0),
-            cancelled=counts.get("cancelled", 0), reasons=reasons, affected=int(people[0] or 0),
-            acknowledged=int(people[1] or 0), tickets=int(tickets or 0), unreachable=int(unreachable or 0))
+        return await delivery_report(session, await self.get(session, incident_id))
 
     def render_report(self, report: DeliveryReport, platform: Platform) -> str:
-        context = report.to_json()
-        return self.renderer.text(platform, template="outage_report", context=context)
+        return report_text(self.renderer, report, platform)
 
     # ----- post -----------------------------------------------------------------------------
 
@@ -537,7 +350,7 @@ class OutageService:
         return count
 
     async def _dm_address(self, uow: UnitOfWork, email: str) -> Address:
-        return await uow.direct_address(email) or Address(Platform(self.dm_platform), f"email:{email.lower()}")
+        return await dm_address(uow, email, self.dm_platform)
 
     # ----- recall ---------------------------------------------------------------------------
 
@@ -672,122 +485,18 @@ class OutageService:
             .values(status=status, message_ref=ref).execution_options(synchronize_session=False))
 
     async def _link_tickets(self, uow: UnitOfWork) -> None:
-        """Tickets opened about an active incident's service (category, or summary naming it) get linked.
-        Reads `ticket_created` events, the contract every ticket desk keeps."""
-        session = uow.session
-        active = [i for i in await self.current(session) if i.status == "active"]
-        if not active:
-            return
-        since = min(aware(i.starts_at or i.created_at) or uow.now for i in active)
-        events = (await session.execute(
-            select(EventRow).where(EventRow.type == "ticket_created", EventRow.at >= since)
-            .order_by(EventRow.id))).scalars()
-        for event in events:
-            data = event.data or {}
-            ticket_id = str(data.get("id") or "")
-            if not ticket_id:
-                continue
-            at = aware(event.at) or uow.now
-            for incident in active:
-                if at < (aware(incident.starts_at or incident.created_at) or at):
-                    continue
-                summary = str(data.get("summary") or "")
-                related = (incident.category is not None and data.get("category") == incident.category) or (
-                    summary and best_match(summary, [(incident.id, self.terms(incident))],
-                                           self.settings.match_threshold) is not None)
-                if related and await insert_ignore(session, IncidentTicketRow, {
-                        "incident_id": incident.id, "ticket_id": ticket_id, "requester": event.actor,
-                        "linked_at": uow.now}, ["incident_id", "ticket_id"]):
-                    uow.emit("outage_ticket_linked", subject=ticket_id, incident=incident.id, ticket=ticket_id)
+        active = [i for i in await self.current(uow.session) if i.status == "active"]
+        await link_tickets(uow, active, self.settings.match_threshold)
 
     async def _detect_spikes(self, uow: UnitOfWork) -> None:
-        """Similar new conversations or tickets passing the configured count within the window alert
-        the technicians once per window and label, unless an incident for that label is active."""
-        session = uow.session
-        window = timedelta(minutes=self.settings.spike_window_minutes)
-        since = uow.now - window
-        events = (await session.execute(
-            select(EventRow.type, EventRow.data, EventRow.actor, EventRow.conversation_key)
-            .where(EventRow.type.in_(("triaged", "ticket_created")), EventRow.at >= since))).all()
-        who: dict[str, set[str]] = {}
-        for kind, data, actor, conversation in events:
-            label = str((data or {}).get("intent" if kind == "triaged" else "category") or "")
-            if not label or label in self.settings.spike_ignore:
-                continue
-            who.setdefault(label, set()).add(str(actor or conversation or ""))
-        if not who:
-            return
-        covered = {i.category for i in await self.current(session) if i.category}
-        for label, people in sorted(who.items()):
-            if len(people) < self.settings.spike_count or label in covered:
-                continue
-            recent = await session.scalar(select(func.count()).select_from(EventRow).where(
-                EventRow.type.in_(("outage_spike_alert", "outage_spike_dismissed")),
-                EventRow.subject == f"spike:{label}", EventRow.at > since))
-            if recent:
-                continue
-            await self._alert_spike(uow, label, len(people))
-
-    def draft_for(self, label: str) -> NoticeDraft:
-        service = label.replace("_", " ").capitalize()
-        summary = f"Several people are reporting problems with {service.lower()}. We're investigating."
-        return NoticeDraft(service=service, category=label, severity="major", summary=summary)
+        await detect_spikes(uow, self.settings, self.current, self._alert_spike)
 
     async def _alert_spike(self, uow: UnitOfWork, label: str, count: int) -> None:
-        draft = self.draft_for(label)
-        # (address, may this audience declare?): a channel is offered the button (admins read it too,
-        # and the click is checked); in direct messages only admins are offered what only they may do.
-        targets: list[tuple[Address, bool]] = [
-            (Address(Platform(p), c), True) for p, c in self.settings.alert_channels.items() if c]
-        if not targets:
-            for email in dict.fromkeys(self.technicians + self.admins):
-                targets.append((await self._dm_address(uow, email), email in self.admins))
-        dismiss = Button("Not an outage", f"{V_DISMISS}{label}")
-        stamp = uow.now.strftime("%Y%m%dT%H%M")
-        for address, can_declare in targets:
-            buttons = (Button("Declare an outage", f"{V_DECLARE}{label}", "primary"), dismiss) if can_declare \
-                else (dismiss,)
-            text = self.renderer.text(address.platform, template="outage_spike_alert", context={
-                "count": count, "label": label, "minutes": self.settings.spike_window_minutes,
-                "service": draft.service, "summary": draft.summary, "can_declare": can_declare})
-            uow.enqueue(Outbound(address, Reply(text=text, buttons=buttons, template="outage_spike_alert")),
-                        idempotency_key=f"outage:spike:{label}:{stamp}:{address.platform.value}:"
-                                        f"{address.conversation_id}", group_key=f"outage:spike:{label}")
-        uow.emit("outage_spike_alert", subject=f"spike:{label}", label=label, count=count, alerted=len(targets))
+        await alert_spike(uow, label, count, settings=self.settings, renderer=self.renderer,
+                          technicians=self.technicians, admins=self.admins, dm_platform=self.dm_platform)
+
+    def draft_for(self, label: str) -> NoticeDraft:
+        return spike_draft(label)
 
     async def _refresh_reports(self, uow: UnitOfWork) -> None:
-        """Keep each admin's delivery report message current while copies are going out."""
-        session = uow.session
-        incidents = list((await session.execute(
-            select(IncidentRow).where(IncidentRow.report_key.is_not(None),
-                                      or_(IncidentRow.status.in_(("active", "scheduled")),
-                                          IncidentRow.updated_at >= uow.now - timedelta(hours=6))))).scalars())
-        for incident in incidents:
-            report_key = incident.report_key
-            if report_key is None:
-                continue
-            shown = incident.report_shown or {}
-            last = shown.get("_at")
-            if last and (uow.now - datetime.fromisoformat(last)).total_seconds() < self.settings.report_every_seconds:
-                continue
-            current = await self.report(session, incident.id)
-            report = current.to_json()
-            if {k: v for k, v in shown.items() if k != "_at"} == report:
-                continue
-            original = (await session.execute(select(OutboxRow).where(
-                OutboxRow.idempotency_key == incident.report_key))).scalar_one_or_none()
-            if original is None:
-                continue
-            address = Address.from_json(original.address)
-            incident.report_version += 1
-            await session.execute(
-                update(OutboxRow).where(OutboxRow.group_key == f"outage:{incident.id}:report",
-                                        OutboxRow.status == "pending",
-                                        OutboxRow.idempotency_key != incident.report_key)
-                .values(status="cancelled", last_error="superseded").execution_options(synchronize_session=False))
-            text = self.render_report(current, address.platform)
-            uow.enqueue(Outbound(address, Reply(text=text, template="outage_report"),
-                                 update_ref=OUTBOX_REF + report_key),
-                        idempotency_key=f"{report_key}:v{incident.report_version}",
-                        group_key=f"outage:{incident.id}:report", kind="update")
-            incident.report_shown = {**report, "_at": uow.now.isoformat()}
+        await refresh_reports(uow, self.renderer, self.settings.report_every_seconds)

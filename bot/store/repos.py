@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.models import Address, Outbound, Person, PlatformUser
-from bot.engine.engine import ConversationState
+from bot.engine.state import ConversationState
 from bot.store.tables import (
     ConversationRow,
     EventRow,

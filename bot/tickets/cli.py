@@ -44,7 +44,8 @@ def _run(as_email: str, operation: Callable[[Any, Any, Person], Awaitable[T]], *
     from bot.store.db import create_engine, session_factory
     from bot.store.repos import UnitOfWork
     from bot.tickets.handler import atomic
-    from bot.tickets.service import HeldByOther, TicketError, TicketService
+    from bot.tickets.model import HeldByOther, TicketError
+    from bot.tickets.service import TicketService
 
     settings = _settings()
 

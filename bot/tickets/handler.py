@@ -28,10 +28,11 @@ from sqlalchemy import select
 
 from bot.core.models import Button, Reply
 from bot.core.pipeline import Turn
-from bot.engine.engine import ConversationState, OpenTicket, TicketAnswer, global_command
+from bot.engine.replies import global_command
+from bot.engine.state import ConversationState, OpenTicket, TicketAnswer
 from bot.store.repos import UnitOfWork
 from bot.store.tables import EventRow, TicketNoteRow
-from bot.tickets.service import (
+from bot.tickets.model import (
     B_ASSIGN,
     B_ASSIGN_TO,
     B_CLAIM,
@@ -51,14 +52,14 @@ from bot.tickets.service import (
     InvalidState,
     Outcome,
     TicketError,
-    TicketService,
     TicketView,
-    find_by_thread,
     note_form,
     raised_level,
     reply_form,
     resolve_form,
 )
+from bot.tickets.queries import find_by_thread
+from bot.tickets.service import TicketService
 
 if TYPE_CHECKING:
     from bot.core.pipeline import Pipeline

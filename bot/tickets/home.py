@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bot.core.models import Person, Platform, Reply
 from bot.store.repos import UnitOfWork
-from bot.tickets.service import OPEN_STATUSES, TicketService, TicketView
+from bot.tickets.model import OPEN_STATUSES, TicketView
+from bot.tickets.service import TicketService
 
 HomeSection = Callable[[Person, Platform], Awaitable[Sequence[Reply]]]
 

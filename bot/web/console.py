@@ -360,7 +360,7 @@ class Console:
         viewer = await self.viewer(request)
         if isinstance(viewer, Response):
             return viewer
-        from bot.tickets.service import TicketError
+        from bot.tickets.model import TicketError
 
         ref = request.path_params["ref"]
         service = self.app.services["tickets"]
@@ -382,7 +382,7 @@ class Console:
             return found
         viewer, form = found
         from bot.tickets.handler import atomic
-        from bot.tickets.service import HeldByOther, TicketError
+        from bot.tickets.model import HeldByOther, TicketError
 
         ref, action = request.path_params["ref"], request.path_params["action"]
         service = self.app.services["tickets"]
@@ -449,7 +449,7 @@ class Console:
         viewer = await self.viewer(request)
         if isinstance(viewer, Response):
             return viewer
-        from bot.outages.service import OutageError
+        from bot.outages.model import OutageError
 
         service = self.app.services["outages"]
         try:
@@ -465,7 +465,7 @@ class Console:
             return found
         viewer, form = found
         from bot.outages.commands import changes_from, draft_from
-        from bot.outages.service import OutageError
+        from bot.outages.model import OutageError
 
         service = self.app.services["outages"]
         action = request.path_params.get("action", "post")

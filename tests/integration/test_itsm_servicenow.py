@@ -23,7 +23,7 @@ from bot.itsm.servicenow import ServiceNow
 from bot.itsm.webhook import SignedWebhook
 from bot.store.repos import UnitOfWork
 from bot.store.tables import EventRow
-from bot.tickets.service import HeldByOther
+from bot.tickets.model import HeldByOther
 from tests.standins.servicenow import ServiceNowStandIn
 
 SNOW = {"system": "servicenow", "base_url": "https://example.service-now.com", "user": "svc.helpdesk",

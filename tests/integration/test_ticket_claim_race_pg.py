@@ -155,7 +155,8 @@ async def _claim_async(url: str, ref: str, email: str, barrier_at: float) -> tup
     from bot.render.renderer import Renderer
     from bot.settings import load_settings
     from bot.store.repos import UnitOfWork
-    from bot.tickets.service import HeldByOther, TicketService
+    from bot.tickets.model import HeldByOther
+    from bot.tickets.service import TicketService
 
     class Directory:
         async def resolve(self, user: object) -> Person:

@@ -10,7 +10,10 @@ import pytest
 from jinja2 import Environment
 
 from bot.core.ports import ActionOutcome, KbHit, KbResult
-from bot.engine.engine import (
+from bot.engine.engine import Engine
+from bot.engine.loader import Known, parse_flow
+from bot.engine.spec import Flow
+from bot.engine.state import (
     V_CHOICE,
     V_CONFIRM_YES,
     V_KB_SOLVED,
@@ -19,7 +22,6 @@ from bot.engine.engine import (
     ActionAnswer,
     ConversationState,
     Emit,
-    Engine,
     OpenTicket,
     RunAction,
     Say,
@@ -29,8 +31,6 @@ from bot.engine.engine import (
     TriageGuess,
     UserTurn,
 )
-from bot.engine.loader import Known, parse_flow
-from bot.engine.spec import Flow
 
 pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
 
@@ -171,7 +171,7 @@ def test_kb_solved_unsolved_and_no_match() -> None:
 
 
 def _kb(result: KbResult) -> Any:
-    from bot.engine.engine import KbAnswer
+    from bot.engine.state import KbAnswer
 
     return KbAnswer(result)
 
@@ -228,7 +228,7 @@ def test_a_misspelt_choice_is_taken_and_an_ambiguous_one_is_not() -> None:
 
 
 def test_a_sentence_that_is_no_choice_offers_a_new_request() -> None:
-    from bot.engine.engine import V_RESUME_NEW, Retriage
+    from bot.engine.state import V_RESUME_NEW, Retriage
 
     e, t = start()
     offer = answer(e, t, text="actually my outlook won't open")

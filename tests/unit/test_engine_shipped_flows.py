@@ -12,13 +12,15 @@ import pytest
 from bot.core.models import Platform
 from bot.core.ports import ActionOutcome, KbResult
 from bot.engine.cli import known_references
-from bot.engine.engine import (
+from bot.engine.engine import Engine
+from bot.engine.loader import load_flows
+from bot.engine.spec import AskStep
+from bot.engine.state import (
     V_CHOICE,
     V_CONFIRM_YES,
     ActionAnswer,
     ConversationState,
     Emit,
-    Engine,
     KbAnswer,
     OpenTicket,
     RunAction,
@@ -28,8 +30,6 @@ from bot.engine.engine import (
     Transition,
     UserTurn,
 )
-from bot.engine.loader import load_flows
-from bot.engine.spec import AskStep
 from bot.render.renderer import Renderer
 
 pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)

@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime
 
 from jinja2 import Environment
 
-from bot.engine.engine import V_GUESS_NO, V_GUESS_YES, ConversationState, Emit, Engine, Say, UserTurn
+from bot.engine.engine import Engine
 from bot.engine.listen import DeviceFact, Facts, NameMatch, a_date, error_code, match_names
 from bot.engine.loader import Known, parse_flow
+from bot.engine.state import V_GUESS_NO, V_GUESS_YES, ConversationState, Emit, Say, UserTurn
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -143,7 +144,7 @@ def test_negated_urgency_is_not_urgency() -> None:
 
 
 def test_cancel_at_a_did_you_mean_prompt_cancels_the_prompt() -> None:
-    from bot.engine.engine import TriageGuess
+    from bot.engine.state import TriageGuess
 
     flow, _ = parse_flow(FLOW, "demo.yaml", Known(), Environment(autoescape=False))  # noqa: S701
     other, _ = parse_flow(FLOW.replace("id: demo", "id: other"), "other.yaml", Known(),

@@ -17,8 +17,9 @@ from bot.settings import load_settings
 from bot.store.migrate import upgrade
 from bot.store.repos import UnitOfWork
 from bot.store.tables import EventRow, OutboxRow
+from bot.tickets.model import Forbidden, HeldByOther
 from bot.tickets.report import build_report, format_report, parse_since
-from bot.tickets.service import Forbidden, HeldByOther, TicketService
+from bot.tickets.service import TicketService
 
 pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)
 
