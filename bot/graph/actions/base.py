@@ -138,8 +138,9 @@ class Action:
       someone else ("reset their password"); used in verification mail and approval requests.
     - `needs`: the inputs (request args, filled by the flow's slots) it reads.
     - `changes`: whether it changes the account or devices; such an action never touches a
-      protected account, and a disabled account is refused unless `for_disabled`.
+      protected account.
     - `calls`: the Graph requests it makes (documentation; docs/graph.md has the permissions).
+    - `for_disabled`: it runs for a disabled account too (every other action refuses one).
     - `refuse`: a refusal known from the directory user alone, said before any identity check.
     - `run`: the work, after the runner's gate has admitted the run.
     """
