@@ -22,7 +22,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,11 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.models import Address, Button, Person
 from bot.core.ports import ActionContext, ActionOutcome
 from bot.engine.state import V_APPROVAL_CONTINUE
+from bot.graph.actions.base import Host, failure
+from bot.graph.actions.registry import does
 from bot.graph.directory import DirectoryError
+from bot.graph.policy import ActionPolicy
 from bot.store.tables import EventRow
-
-if TYPE_CHECKING:
-    from bot.graph.actions import SelfServiceRunner
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,16 @@ async def decided_ids(session: AsyncSession) -> set[str]:
     return {str(d.get("access_request_id")) for d in await _events(session, "access_decided")}
 
 
+class Runner(Host, Protocol):
+    """What the desk needs of the runner that owns it (runner.py's `SelfServiceRunner`): the
+    directory, verification store, shared state and clock, and the policy to re-check at decision
+    time."""
+
+    policy: ActionPolicy
+
+
 class ApprovalDesk:
-    def __init__(self, runner: SelfServiceRunner) -> None:
+    def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.directory = runner.directory
 
@@ -149,9 +157,7 @@ class ApprovalDesk:
             method="technician_approval",
             **{"for": pending.email, "by": approver.email},
         )
-        from bot.graph.actions import DESCRIPTIONS
-
-        what = DESCRIPTIONS.get(pending.action, pending.action)
+        what = does(pending.action)
         # The conversation that asked is waiting at this step: "Continue" carries it on there (a
         # secret such as a temporary password is only ever shown in a live turn, never queued).
         if approved:
@@ -257,7 +263,7 @@ class ApprovalDesk:
             ctx.emit("action_started", **audit)
             added, receipt = await self.directory.add_group_member(request.group_id, request.requester_id)
         except DirectoryError as exc:
-            outcome = self.runner.failure(exc, "request_group_access")
+            outcome = failure(exc, "request_group_access")
             ctx.emit("access_decided", decision="approved", applied=False, **base)
             ctx.emit(
                 "action",

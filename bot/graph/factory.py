@@ -8,7 +8,7 @@ from datetime import datetime
 
 import httpx
 
-from bot.graph.actions import SelfServiceRunner
+from bot.graph.actions.runner import SelfServiceRunner
 from bot.graph.demo import DemoDirectory
 from bot.graph.directory import Directory
 from bot.graph.graph_client import GraphClient, MsalTokenProvider

@@ -10,7 +10,7 @@ import re
 
 from bot.core.models import Person
 from bot.engine.listen import STOP_WORDS, DeviceFact, Facts, NameMatch, match_names
-from bot.graph.actions import os_family
+from bot.graph.actions.device_actions import os_family
 from bot.graph.directory import Directory, DirectoryError
 
 log = logging.getLogger("bot.graph.listening")

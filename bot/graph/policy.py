@@ -9,35 +9,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.core.ports import SharedState
+from bot.graph.actions.registry import ACTION_NAMES
 from bot.graph.directory import DirectoryUser, Memberships
 from bot.settings import ActionPolicySettings, ActionRule
 
 VerificationMode = Literal["none", "email_code", "technician_approval"]
-
-ACTION_NAMES: frozenset[str] = frozenset(
-    {
-        "reset_password",
-        "account_status",
-        "revoke_sessions",
-        "mfa_reset",
-        "request_group_access",
-        "device_actions",
-        "set_out_of_office",
-        "storage_quota",
-    }
-)
-# Actions that change the person's account or devices; protected accounts are never touched by
-# these. The read-only ones (status, quota) are harmless for anyone.
-MUTATING: frozenset[str] = frozenset(
-    {
-        "reset_password",
-        "revoke_sessions",
-        "mfa_reset",
-        "request_group_access",
-        "device_actions",
-        "set_out_of_office",
-    }
-)
 
 
 class PolicyError(ValueError):

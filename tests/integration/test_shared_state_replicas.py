@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.core.models import Button, Person, Role
 from bot.core.ports import ActionOutcome, ActionRequest
-from bot.graph.actions import SelfServiceRunner
+from bot.graph.actions.runner import SelfServiceRunner
 from bot.graph.policy import ActionPolicy
 from bot.store.db import create_engine, session_factory
 from bot.store.migrate import upgrade

@@ -10,7 +10,7 @@ import pytest
 
 from bot.core.models import Person, Role
 from bot.core.ports import ActionOutcome, ActionRequest
-from bot.graph.actions import SelfServiceRunner
+from bot.graph.actions.runner import SelfServiceRunner
 from bot.graph.factory import build_action_runner
 from bot.graph.policy import ActionPolicy, PolicyError
 from tests.standins.backends import Backend, RecordingContext, make_backend

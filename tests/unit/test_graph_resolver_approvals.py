@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bot.core.models import Person, Platform, PlatformUser, Role
 from bot.core.ports import ActionRequest
-from bot.graph.actions import SelfServiceRunner
+from bot.graph.actions.runner import SelfServiceRunner
 from bot.graph.directory import Unavailable
 from bot.graph.factory import build_resolver
 from bot.graph.resolver import DirectoryPersonResolver

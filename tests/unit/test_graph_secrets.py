@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bot.core.models import Person
 from bot.core.ports import ActionRequest
-from bot.graph.actions import SelfServiceRunner
+from bot.graph.actions.runner import SelfServiceRunner
 from bot.graph.policy import ActionPolicy
 from bot.store.tables import Base, EventRow
 from tests.standins.backends import RecordingContext, make_backend
