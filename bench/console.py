@@ -3,6 +3,7 @@
     PYTHONPATH=. python bench/console.py                 # 50,000 tickets, 1,000,000 events, SQLite
     PYTHONPATH=. python bench/console.py --quick         # 5,000 tickets, 100,000 events
     PYTHONPATH=. python bench/console.py --database-url postgresql+asyncpg://postgres@127.0.0.1/bench
+    PYTHONPATH=. python bench/console.py --keep /tmp/console.db   # fill once, reuse the file next time
 
 What runs, all real: a migrated database filled in bulk with tickets spread over a year (about 2% still
 open, a few past their SLA) and events of every kind the report reads (conversations, KB use, actions,
@@ -158,15 +159,23 @@ async def main(args: argparse.Namespace) -> int:
 
     tickets, events = (5000, 100_000) if args.quick else (args.tickets, args.events)
     workdir = Path(tempfile.mkdtemp(prefix="bench-console-"))
-    url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    now = datetime.now(UTC).replace(microsecond=0)
+    database = Path(args.keep) if args.keep else workdir / "bench.db"
+    url = args.database_url or f"sqlite+aiosqlite:///{database}"
+    stamp = database.with_name(database.name + ".now")  # the moment a kept file was filled for
+    reuse = bool(args.keep) and not args.database_url and database.exists() and stamp.exists()
+    now = datetime.fromisoformat(stamp.read_text().strip()) if reuse else datetime.now(UTC).replace(microsecond=0)
     settings = load_settings(ROOT / "config" / "helpdesk.yaml", app={"data_dir": str(workdir)},
                              database={"url": url})
-    await upgrade(url)
     began = time.perf_counter()
-    await fill(url, tickets, events, now)
-    print(f"filled {tickets:,} tickets and {events:,} events in {time.perf_counter() - began:.1f}s "
-          f"({url.split(':')[0]})")
+    await upgrade(url)  # on a kept file: the migrations added since it was filled (their backfills, timed)
+    if reuse:
+        print(f"reused {database} (filled for {now.isoformat()}), migrated in {time.perf_counter() - began:.1f}s")
+    else:
+        await fill(url, tickets, events, now)
+        print(f"filled {tickets:,} tickets and {events:,} events in {time.perf_counter() - began:.1f}s "
+              f"({url.split(':')[0]})")
+        if args.keep and not args.database_url:
+            stamp.write_text(now.isoformat())
     app = await build_app(settings, clock=lambda: now)
     try:
         console = Console(app, secret=b"bench-session-secret-0123456789")
@@ -217,4 +226,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--keep", default="", metavar="FILE",
+                        help="SQLite file to fill once and reuse on later runs (with the same 'now')")
     sys.exit(asyncio.run(main(parser.parse_args())))
