@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, case, func, literal, literal_column, or_, select
+from sqlalchemy import String, and_, case, cast, func, literal, literal_column, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from bot.settings import Settings
 from bot.store.tables import EventRow, TicketRow
@@ -154,39 +155,49 @@ class _EventSql:
         """Every flow segment closed by a flow_ended in the window, in id order, with what happened inside it.
 
         A segment runs from a conversation's flow_started to its next flow_ended; a second flow_started
-        restarts it; events outside an open segment belong to none. With the events of one conversation in
-        id order, a flow_ended closes a segment when the latest flow_started before it came after the
-        latest flow_ended before it; an event is inside that segment when it came after that flow_started.
-        So one pass over each conversation's events in id order (running maxima of the ids of each kind
-        before the row: one sort) gives every figure of a segment on its flow_ended row."""
-        # One window, written out: with bound parameters in PARTITION BY or the frame (SQLAlchemy binds
-        # `rows=(None, -1)`), SQLite cannot tell the windows are the same and sorts once per column.
-        window = ("OVER (PARTITION BY coalesce(events.conversation_key, '') ORDER BY events.id "
-                  "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)")
-
-        def last(condition: str) -> Any:
-            """The id of the latest event before this one in the conversation that meets `condition`."""
-            return literal_column(f"max(CASE WHEN {condition} THEN events.id END) {window}")
-
-        marks = select(
-            EventRow.id, EventRow.type, EventRow.at, EventRow.actor,
+        restarts it; events outside an open segment belong to none. So with the flow_started/flow_ended
+        events of one conversation in id order, a flow_ended closes a segment when the one before it is a
+        flow_started (the segment's start), and an event is inside the segment when it comes between the
+        two (same conversation, id in between). One window over the boundary events only (lag: no frame
+        to evaluate), then the events that mark a segment are joined to the segments they fall in."""
+        key = func.coalesce(EventRow.conversation_key, literal_column("''"))  # a literal: bound parameters
+        # in PARTITION BY make SQLite treat identical windows as different ones (one sort each).
+        window: dict[str, Any] = {"partition_by": key, "order_by": EventRow.id}
+        boundaries = select(
+            EventRow.id, EventRow.type, EventRow.at, EventRow.actor, key.label("conversation"),
             EventRow.report_key.label("flow"), EventRow.report_label.label("outcome"),
-            last("events.type = 'flow_started'").label("last_start"),
-            last("events.type = 'flow_ended'").label("last_end"),
-            last("events.type = 'ticket_created'").label("last_ticket"),
-            last("events.type = 'kb_solved'").label("last_kb_solved"),
-            last("events.type = 'action' AND events.report_value = 1").label("last_action_ok"),
-        ).where(self._in_window("flow_started", "flow_ended", "ticket_created", "kb_solved", "action")).subquery()
+            func.lag(EventRow.type).over(**window).label("previous_type"),
+            func.lag(EventRow.id).over(**window).label("previous_id"),
+        ).where(self._in_window("flow_started", "flow_ended")).subquery()
+        closed = select(boundaries.c.id, boundaries.c.at, boundaries.c.actor, boundaries.c.conversation,
+                        boundaries.c.flow, boundaries.c.outcome, boundaries.c.previous_id.label("start")).where(
+            boundaries.c.type == "flow_ended", boundaries.c.previous_type == "flow_started").cte("closed")
+        inside = aliased(EventRow)
 
-        def inside(column: Any) -> Any:
-            return case((column > marks.c.last_start, 1), else_=0)
+        def has(condition: Any) -> Any:
+            return case((condition, 1), else_=0)
 
-        return (select(marks.c.flow, marks.c.outcome, marks.c.actor, marks.c.at,
-                       inside(marks.c.last_ticket).label("ticket"), inside(marks.c.last_kb_solved).label("kb_solved"),
-                       inside(marks.c.last_action_ok).label("action_ok"))
-                .where(marks.c.type == "flow_ended", marks.c.last_start.is_not(None),
-                       or_(marks.c.last_end.is_(None), marks.c.last_start > marks.c.last_end))
-                .order_by(marks.c.id))
+        def nothing(type_: Any) -> Any:
+            return cast(null(), type_)
+
+        # The segments, and one row per event inside one; grouped by segment (no join back, no scan).
+        rows = union_all(
+            select(closed.c.id.label("segment"), closed.c.flow, closed.c.outcome, closed.c.actor, closed.c.at,
+                   literal_column("0").label("ticket"), literal_column("0").label("kb_solved"),
+                   literal_column("0").label("action_ok")),
+            select(closed.c.id, nothing(String), nothing(String), nothing(String), nothing(EventRow.at.type),
+                   has(inside.type == "ticket_created"), has(inside.type == "kb_solved"),
+                   has(and_(inside.type == "action", inside.report_value == 1)))
+            .join_from(inside, closed, and_(func.coalesce(inside.conversation_key, literal_column("''"))
+                                            == closed.c.conversation,
+                                            inside.id > closed.c.start, inside.id < closed.c.id))
+            .where(inside.type.in_(("ticket_created", "kb_solved", "action")), inside.at >= self.start),
+        ).subquery()
+        return (select(func.max(rows.c.flow).label("flow"), func.max(rows.c.outcome).label("outcome"),
+                       func.max(rows.c.actor).label("actor"), func.max(rows.c.at).label("at"),
+                       func.max(rows.c.ticket).label("ticket"), func.max(rows.c.kb_solved).label("kb_solved"),
+                       func.max(rows.c.action_ok).label("action_ok"))
+                .group_by(rows.c.segment).order_by(rows.c.segment))
 
     def _latest(self, type_: str, *where: Any) -> Any:
         """Per ticket id (report_key), the report_value of the last `type_` event in the window."""
