@@ -36,8 +36,9 @@ async def build_report_reference(sessions: async_sessionmaker[AsyncSession], set
     start = now - since
     async with sessions() as session:
         # Only the columns and event types the figures read (plain rows, not ORM objects): the events
-        # query runs on ix_events_type_at. Tickets: those a window figure can count (created since the
-        # window opened, less the 24 h a deflection is watched for) and every open one (backlog, load).
+        # query runs on ix_events_report (its type, at prefix). Tickets: those a window figure can count
+        # (created since the window opened, less the 24 h a deflection is watched for) and every open one
+        # (backlog, load).
         events: list[Any] = list((await session.execute(
             select(EventRow.id, EventRow.at, EventRow.type, EventRow.conversation_key, EventRow.actor,
                    EventRow.data)

@@ -6,6 +6,7 @@ is append-only (the audit trail): rows are inserted, never updated or deleted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -84,11 +85,67 @@ class ConversationRow(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+# What `helpdesk report` reads of an event's `data`, kept in real columns so its queries read one index
+# and never the JSON (bot/tickets/report.py). Values longer than this are cut (they are flow ids,
+# outcomes, ticket refs and technician addresses, all far shorter; an index entry must stay bounded).
+REPORT_TEXT_LIMIT = 200
+
+
+def _text(value: Any) -> str:
+    return str(value)[:REPORT_TEXT_LIMIT]
+
+
+# The event types report_fields derives something for.
+REPORT_FIELD_TYPES = ("flow_started", "flow_ended", "action", "satisfaction", "ticket_confirmed", "ticket_resolved",
+                      "ticket_claimed", "ticket_reopened", "ticket_assigned", "ticket_relayed")
+
+
+def report_fields(type_: str | None, data: Mapping[str, Any] | None) -> tuple[str | None, str | None, int | None]:
+    """(report_key, report_label, report_value) of an event, with the Python semantics the figures were
+    defined with (docs/metrics.md): `str(data.get(k))` (missing or null is "None"), truthiness of
+    `data.get(k)`, `isinstance(rating, int)` (a boolean is 1 or 0). Other event types: all None.
+
+    report_key: the flow (flow_started, flow_ended) or the ticket id (`id`: satisfaction, ticket_*);
+    report_label: the outcome (flow_ended) or the technician credited (claimed/resolved: `by` or "",
+    assigned: `to`, relayed to the requester: `by` or "", relayed the other way: None);
+    report_value: 1/0 for a successful action (`ok`) or a fixed ticket (`fixed`), the rating (int or None)."""
+    data = data if isinstance(data, Mapping) else {}
+    if type_ in ("flow_started", "flow_ended"):
+        return _text(data.get("flow")), _text(data.get("outcome")) if type_ == "flow_ended" else None, None
+    if type_ == "action":
+        return None, None, 1 if data.get("ok") else 0
+    if type_ == "satisfaction":
+        rating = data.get("rating")
+        return _text(data.get("id")), None, int(rating) if isinstance(rating, int) else None
+    if type_ == "ticket_confirmed":
+        return _text(data.get("id")), None, 1 if data.get("fixed") else 0
+    if type_ in ("ticket_resolved", "ticket_claimed", "ticket_reopened", "ticket_assigned", "ticket_relayed"):
+        by = _text(data.get("by") or "")
+        label = {"ticket_resolved": by, "ticket_claimed": by, "ticket_assigned": _text(data.get("to")),
+                 "ticket_relayed": by if data.get("direction") == "to_requester" else None}.get(type_)
+        return _text(data.get("id")), label, None
+    return None, None, None
+
+
+def _derived(position: int) -> Any:
+    """Column default for inserts that bypass the ORM (bulk `insert(EventRow)`): derived from the row's
+    own `type` and `data`."""
+    def default(context: Any) -> Any:
+        params = context.get_current_parameters()
+        return report_fields(params.get("type"), params.get("data"))[position]
+    return default
+
+
 class EventRow(Base):
-    """The audit trail: who did what, when, with what result. Append-only; never a secret."""
+    """The audit trail: who did what, when, with what result. Append-only; never a secret.
+
+    `report_key`, `report_label` and `report_value` are derived from `type` and `data` (report_fields)
+    whenever either is set on a row (recording, retention's scrub, forget) or inserted in bulk, never
+    written otherwise; `ix_events_report` holds everything `helpdesk report` reads of an event."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_type_at", "type", "at"),)
+    __table_args__ = (Index("ix_events_report", "type", "at", "conversation_key", "actor", "report_key",
+                            "report_label", "report_value", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -98,6 +155,16 @@ class EventRow(Base):
     subject: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
     result: Mapped[str | None] = mapped_column(String(64), nullable=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report_key: Mapped[str | None] = mapped_column(String(REPORT_TEXT_LIMIT), nullable=True, default=_derived(0))
+    report_label: Mapped[str | None] = mapped_column(String(REPORT_TEXT_LIMIT), nullable=True, default=_derived(1))
+    report_value: Mapped[int | None] = mapped_column(Integer, nullable=True, default=_derived(2))
+
+    @validates("type", "data")
+    def _derive_report_fields(self, name: str, value: Any) -> Any:
+        type_ = value if name == "type" else self.type
+        data = value if name == "data" else self.data
+        self.report_key, self.report_label, self.report_value = report_fields(type_, data)
+        return value
 
 
 class ProcessedEventRow(Base):

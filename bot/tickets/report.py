@@ -13,10 +13,11 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Numeric, String, and_, case, cast, func, literal, or_, select
+from sqlalchemy import String, and_, case, cast, func, literal, literal_column, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from bot.settings import Settings
 from bot.store.tables import EventRow, TicketRow
@@ -36,6 +37,22 @@ AGE_BUCKETS = ((timedelta(days=1), "<1d"), (timedelta(days=3), "1-3d"), (timedel
 
 class ReportError(Exception):
     pass
+
+
+class _Ticket(NamedTuple):
+    """A ticket as the figures read it: TICKET_COLUMNS, with whether each SLA breach alert fired."""
+
+    requester_email: str
+    category: str
+    channel: str
+    priority: str
+    status: str
+    assignee_email: str | None
+    created_at: datetime
+    first_response_minutes: int | None
+    resolution_minutes: int | None
+    fr_breached: bool
+    res_breached: bool
 
 
 def parse_since(text: str) -> timedelta:
@@ -71,10 +88,11 @@ def channel_of(conversation_key: str | None) -> str:
 
 async def build_report(sessions: async_sessionmaker[AsyncSession], settings: Settings, *, since: timedelta,
                        now: datetime | None = None) -> dict[str, Any]:
-    """Event figures are aggregated by the database (GROUP BY, window functions over ix_events_type_at),
-    so only a few hundred summary rows reach Python; tickets (a window's worth plus the open ones, a few
-    thousand rows) are still read and counted here. The figures are those of docs/metrics.md, identical to
-    the row-by-row computation kept as tests/report_reference.py (tests/unit/test_report_sql.py)."""
+    """Event figures are aggregated by the database (GROUP BY, window functions over ix_events_report,
+    which holds every event column they read), so only a few hundred summary rows reach Python; tickets
+    (a window's worth plus the open ones, a few thousand rows) are still read and counted here. The figures
+    are those of docs/metrics.md, identical to the row-by-row computation kept as tests/report_reference.py
+    (tests/unit/test_report_sql.py)."""
     now = now or datetime.now(UTC)
     start = now - since
     async with sessions() as session:
@@ -85,9 +103,12 @@ async def build_report(sessions: async_sessionmaker[AsyncSession], settings: Set
         confirmed = (await session.execute(sql.confirmations())).one()
         reopens = (await session.execute(sql.reopens())).one()
         work = (await session.execute(sql.technician_events())).all()
-        tickets: list[Any] = list((await session.execute(
-            select(*(getattr(TicketRow, name) for name in TICKET_COLUMNS))
-            .where(or_(TicketRow.created_at >= start - REOPEN_WINDOW, TicketRow.status.in_(OPEN))))).all())
+        # Plain tuples (attribute access on a Row costs more than the counting); the breach times are only
+        # ever tested for presence, so the database says whether there is one instead of a time to parse.
+        tickets = [_Ticket._make(row) for row in await session.execute(
+            select(*(getattr(TicketRow, name) for name in TICKET_COLUMNS[:-2]),
+                   TicketRow.fr_breached_at.is_not(None), TicketRow.res_breached_at.is_not(None))
+            .where(or_(TicketRow.created_at >= start - REOPEN_WINDOW, TicketRow.status.in_(OPEN))))]
     created = [t for t in tickets if (_aware(t.created_at) or now) >= start]
     return {
         "window": {"since": start.isoformat(), "until": now.isoformat(),
@@ -105,9 +126,9 @@ async def build_report(sessions: async_sessionmaker[AsyncSession], settings: Set
 
 class _EventSql:
     """The event queries of build_report, for SQLite and PostgreSQL. Each reads one or a few event types
-    from `at >= start` (ix_events_type_at) and pulls the few JSON fields it needs with the database's JSON
-    functions. Python semantics of the figures are kept: `str(data.get(k))` (missing or null is "None"),
-    truthiness of `data.get(k)`, `isinstance(rating, int)` (a boolean counts as 1 or 0)."""
+    from `at >= start`, and only columns of ix_events_report (type, at, conversation_key, actor, id and
+    the report fields derived from `data` when the event was recorded: bot.store.tables.report_fields),
+    so the database answers from that index alone and never reads the JSON."""
 
     def __init__(self, dialect: str, start: datetime) -> None:
         self.pg = dialect == "postgresql"
@@ -115,51 +136,6 @@ class _EventSql:
 
     def _in_window(self, *types: str) -> Any:
         return and_(EventRow.type.in_(types), EventRow.at >= self.start)
-
-    def _raw(self, key: str) -> Any:
-        """The value at `key` as SQL: SQLite's json_extract (typed), PostgreSQL's ->> (text)."""
-        if self.pg:
-            return EventRow.data.op("->>", return_type=String)(literal(key))
-        return func.json_extract(EventRow.data, literal(f'$."{key}"'))
-
-    def _type(self, key: str) -> Any:
-        """JSON type at `key`: SQLite json_type (null when missing), PostgreSQL json_typeof."""
-        if self.pg:
-            return func.json_typeof(EventRow.data.op("->")(literal(key)))
-        return func.json_type(EventRow.data, literal(f'$."{key}"'))
-
-    def text_of(self, key: str, missing: str = "None") -> Any:
-        """str(data.get(key)), with None shown as `missing`."""
-        return func.coalesce(cast(self._raw(key), String), literal(missing))
-
-    def truthy(self, key: str) -> Any:
-        """1 when bool(data.get(key)) is true, else 0."""
-        kind, raw = self._type(key), self._raw(key)
-        if self.pg:
-            whens: list[tuple[Any, Any]] = [(kind == "boolean", case((raw == "true", 1), else_=0)),
-                     (kind == "number", case((cast(raw, Numeric) != 0, 1), else_=0)),
-                     (kind == "string", case((raw != "", 1), else_=0)),
-                     (kind == "array", case((func.json_array_length(EventRow.data.op("->")(literal(key))) > 0, 1),
-                                            else_=0)),
-                     (kind == "object", case((raw.regexp_match(r"^\s*\{\s*\}\s*$"), 0), else_=1))]
-        else:
-            # Most likely types first: each WHEN re-reads the JSON (SQLite < 3.45 has no JSON cache).
-            whens = [(kind == "text", case((raw != "", 1), else_=0)),
-                     (kind == "true", literal(1)),
-                     (kind == "false", literal(0)),
-                     (kind.in_(("integer", "real")), case((raw != 0, 1), else_=0)),
-                     (kind == "array", case((func.json_array_length(EventRow.data, literal(f'$."{key}"')) > 0, 1),
-                                            else_=0)),
-                     (kind == "object", case((raw != "{}", 1), else_=0))]
-        return case(*whens, else_=0)
-
-    def integer(self, key: str) -> Any:
-        """data[key] when isinstance(data.get(key), int) (True is 1, False is 0), else null."""
-        kind, raw = self._type(key), self._raw(key)
-        if self.pg:
-            return case((and_(kind == "number", raw.regexp_match(r"^-?[0-9]+$")), cast(raw, Numeric)),
-                        (kind == "boolean", case((raw == "true", 1), else_=0)))
-        return case((kind == "integer", raw), (kind == "true", 1), (kind == "false", 0))
 
     def channel(self) -> Any:
         """channel_of(conversation_key): the platform prefix; 'cli' without a key, 'unknown' for ':...'."""
@@ -170,7 +146,7 @@ class _EventSql:
 
     def conversations(self) -> Any:
         """flow_started counts by (flow, channel), with the first event id so ties keep first-seen order."""
-        flow, channel = self.text_of("flow").label("flow"), self.channel().label("channel")
+        flow, channel = EventRow.report_key.label("flow"), self.channel().label("channel")
         inner = select(flow, channel, EventRow.id).where(self._in_window("flow_started")).subquery()
         return (select(inner.c.flow, inner.c.channel, func.count().label("n"), func.min(inner.c.id).label("first"))
                 .group_by(inner.c.flow, inner.c.channel))
@@ -179,55 +155,69 @@ class _EventSql:
         """Every flow segment closed by a flow_ended in the window, in id order, with what happened inside it.
 
         A segment runs from a conversation's flow_started to its next flow_ended; a second flow_started
-        restarts it; events outside an open segment belong to none. With the events of one conversation in
-        id order, an event is inside the segment of the latest flow_started before it, if no flow_ended
-        came after that flow_started."""
-        key = func.coalesce(EventRow.conversation_key, literal(""))
-        before: dict[str, Any] = {"partition_by": key, "order_by": EventRow.id, "rows": (None, -1)}
-        marks = select(
-            EventRow.id, EventRow.type, EventRow.at, EventRow.actor,
-            case((EventRow.type == "flow_ended", self.text_of("flow"))).label("flow"),
-            case((EventRow.type == "flow_ended", self.text_of("outcome"))).label("outcome"),
-            case((EventRow.type == "action", self.truthy("ok")), else_=0).label("ok"),
-            func.max(case((EventRow.type == "flow_started", EventRow.id))).over(**before).label("last_start"),
-            func.max(case((EventRow.type == "flow_ended", EventRow.id))).over(**before).label("last_end"),
-        ).where(self._in_window("flow_started", "flow_ended", "ticket_created", "kb_solved", "action")).subquery()
-        open_segment = and_(marks.c.last_start.is_not(None),
-                            or_(marks.c.last_end.is_(None), marks.c.last_start > marks.c.last_end))
-        events = select(marks.c.id, marks.c.type, marks.c.at, marks.c.actor, marks.c.flow, marks.c.outcome,
-                        marks.c.ok, marks.c.last_start.label("segment")).where(open_segment).subquery()
-        whole: dict[str, Any] = {"partition_by": events.c.segment}
-        flagged = select(
-            events.c.id, events.c.type, events.c.segment, events.c.flow, events.c.outcome, events.c.actor,
-            events.c.at,
-            func.max(case((events.c.type == "ticket_created", 1), else_=0)).over(**whole).label("ticket"),
-            func.max(case((events.c.type == "kb_solved", 1), else_=0)).over(**whole).label("kb_solved"),
-            func.max(events.c.ok).over(**whole).label("action_ok"),
-        ).subquery()
-        return (select(flagged.c.flow, flagged.c.outcome, flagged.c.actor, flagged.c.at, flagged.c.ticket,
-                       flagged.c.kb_solved, flagged.c.action_ok)
-                .where(flagged.c.type == "flow_ended").order_by(flagged.c.id))
+        restarts it; events outside an open segment belong to none. So with the flow_started/flow_ended
+        events of one conversation in id order, a flow_ended closes a segment when the one before it is a
+        flow_started (the segment's start), and an event is inside the segment when it comes between the
+        two (same conversation, id in between). One window over the boundary events only (lag: no frame
+        to evaluate), then the events that mark a segment are joined to the segments they fall in."""
+        key = func.coalesce(EventRow.conversation_key, literal_column("''"))  # a literal: bound parameters
+        # in PARTITION BY make SQLite treat identical windows as different ones (one sort each).
+        window: dict[str, Any] = {"partition_by": key, "order_by": EventRow.id}
+        boundaries = select(
+            EventRow.id, EventRow.type, EventRow.at, EventRow.actor, key.label("conversation"),
+            EventRow.report_key.label("flow"), EventRow.report_label.label("outcome"),
+            func.lag(EventRow.type).over(**window).label("previous_type"),
+            func.lag(EventRow.id).over(**window).label("previous_id"),
+        ).where(self._in_window("flow_started", "flow_ended")).subquery()
+        closed = select(boundaries.c.id, boundaries.c.at, boundaries.c.actor, boundaries.c.conversation,
+                        boundaries.c.flow, boundaries.c.outcome, boundaries.c.previous_id.label("start")).where(
+            boundaries.c.type == "flow_ended", boundaries.c.previous_type == "flow_started").cte("closed")
+        inside = aliased(EventRow)
 
-    def _latest(self, type_: str, value: Any, *where: Any) -> Any:
-        """Per ticket id (str(data.get('id'))), the value of the last `type_` event in the window."""
+        def has(condition: Any) -> Any:
+            return case((condition, 1), else_=0)
+
+        def nothing(type_: Any) -> Any:
+            return cast(null(), type_)
+
+        # The segments, and one row per event inside one; grouped by segment (no join back, no scan).
+        rows = union_all(
+            select(closed.c.id.label("segment"), closed.c.flow, closed.c.outcome, closed.c.actor, closed.c.at,
+                   literal_column("0").label("ticket"), literal_column("0").label("kb_solved"),
+                   literal_column("0").label("action_ok")),
+            select(closed.c.id, nothing(String), nothing(String), nothing(String), nothing(EventRow.at.type),
+                   has(inside.type == "ticket_created"), has(inside.type == "kb_solved"),
+                   has(and_(inside.type == "action", inside.report_value == 1)))
+            .join_from(inside, closed, and_(func.coalesce(inside.conversation_key, literal_column("''"))
+                                            == closed.c.conversation,
+                                            inside.id > closed.c.start, inside.id < closed.c.id))
+            .where(inside.type.in_(("ticket_created", "kb_solved", "action")), inside.at >= self.start),
+        ).subquery()
+        return (select(func.max(rows.c.flow).label("flow"), func.max(rows.c.outcome).label("outcome"),
+                       func.max(rows.c.actor).label("actor"), func.max(rows.c.at).label("at"),
+                       func.max(rows.c.ticket).label("ticket"), func.max(rows.c.kb_solved).label("kb_solved"),
+                       func.max(rows.c.action_ok).label("action_ok"))
+                .group_by(rows.c.segment).order_by(rows.c.segment))
+
+    def _latest(self, type_: str, *where: Any) -> Any:
+        """Per ticket id (report_key), the report_value of the last `type_` event in the window."""
         ranked = select(
-            value.label("value"),
-            func.row_number().over(partition_by=self.text_of("id"), order_by=EventRow.id.desc()).label("rank"),
+            EventRow.report_value.label("value"),
+            func.row_number().over(partition_by=EventRow.report_key, order_by=EventRow.id.desc()).label("rank"),
         ).where(self._in_window(type_), *where).subquery()
         return ranked, ranked.c.rank == 1
 
     def latest_ratings(self) -> Any:
-        rating = self.integer("rating")
-        ranked, last = self._latest("satisfaction", rating, rating.is_not(None))
+        ranked, last = self._latest("satisfaction", EventRow.report_value.is_not(None))
         return select(ranked.c.value, func.count().label("n")).where(last).group_by(ranked.c.value)
 
     def confirmations(self) -> Any:
-        ranked, last = self._latest("ticket_confirmed", self.truthy("fixed"))
+        ranked, last = self._latest("ticket_confirmed")
         return select(func.count().label("answered"), func.coalesce(func.sum(ranked.c.value), 0).label("fixed")
                       ).where(last)
 
     def reopens(self) -> Any:
-        ticket = self.text_of("id")
+        ticket = EventRow.report_key
         resolved = select(ticket).where(self._in_window("ticket_resolved"))
         reopened = select(ticket.label("id")).where(self._in_window("ticket_reopened"), ticket.in_(resolved)
                                                     ).subquery()
@@ -236,15 +226,14 @@ class _EventSql:
                       select(func.count(func.distinct(reopened.c.id))).scalar_subquery().label("reopened"))
 
     def technician_events(self) -> Any:
-        """(field, email, count): who claimed, was assigned, resolved and messaged requesters."""
-        by = case((self.truthy("by") == 1, self.text_of("by")), else_=literal(""))
+        """(field, email, count): who claimed, was assigned, resolved and messaged requesters (report_label;
+        a message relayed to the technician has none)."""
         field = case((EventRow.type == "ticket_claimed", literal("claimed")),
                      (EventRow.type == "ticket_assigned", literal("assigned_to")),
                      (EventRow.type == "ticket_resolved", literal("resolved")), else_=literal("messages"))
-        who = case((EventRow.type == "ticket_assigned", self.text_of("to")), else_=by)
-        inner = select(field.label("field"), who.label("who")).where(
+        inner = select(field.label("field"), EventRow.report_label.label("who")).where(
             self._in_window("ticket_claimed", "ticket_assigned", "ticket_resolved", "ticket_relayed"),
-            or_(EventRow.type != "ticket_relayed", self._raw("direction") == "to_requester")).subquery()
+            EventRow.report_label.is_not(None)).subquery()
         return select(inner.c.field, inner.c.who, func.count().label("n")).group_by(inner.c.field, inner.c.who)
 
 
@@ -306,10 +295,17 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
     return {"count": len(values), "median": percentile(values, 0.5), "p90": percentile(values, 0.9)}
 
 
-def _times(created: Sequence[TicketRow]) -> dict[str, Any]:
+def _by_priority(created: Sequence[Any]) -> list[tuple[str, list[Any]]]:
+    """The tickets of each priority (in their order), by priority."""
+    groups: dict[str, list[Any]] = defaultdict(list)
+    for ticket in created:
+        groups[ticket.priority].append(ticket)
+    return sorted(groups.items())
+
+
+def _times(created: Sequence[Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for priority in sorted({t.priority for t in created}):
-        mine = [t for t in created if t.priority == priority]
+    for priority, mine in _by_priority(created):
         result[priority] = {
             "first_response_minutes": _stats([t.first_response_minutes for t in mine
                                               if t.first_response_minutes is not None]),
@@ -318,19 +314,18 @@ def _times(created: Sequence[TicketRow]) -> dict[str, Any]:
     return result
 
 
-def _sla(created: Sequence[TicketRow], settings: Settings) -> dict[str, Any]:
+def _sla(created: Sequence[Any], settings: Settings) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for priority in sorted({t.priority for t in created}):
+    for priority, mine in _by_priority(created):
         target = settings.tickets.target(priority)
-        mine = [t for t in created if t.priority == priority]
         fr_met = sum(1 for t in mine if t.first_response_minutes is not None
                      and t.first_response_minutes <= target.first_response_minutes)
         fr_missed = sum(1 for t in mine if (t.first_response_minutes is not None and
                                             t.first_response_minutes > target.first_response_minutes)
-                        or (t.first_response_minutes is None and t.fr_breached_at is not None))
+                        or (t.first_response_minutes is None and t.fr_breached))
         res_met = sum(1 for t in mine if t.resolution_minutes is not None
-                      and t.resolution_minutes <= target.resolution_minutes and t.res_breached_at is None)
-        res_missed = sum(1 for t in mine if t.res_breached_at is not None or (
+                      and t.resolution_minutes <= target.resolution_minutes and not t.res_breached)
+        res_missed = sum(1 for t in mine if t.res_breached or (
             t.resolution_minutes is not None and t.resolution_minutes > target.resolution_minutes))
         result[priority] = {
             "first_response": {"met": fr_met, "missed": fr_missed, "compliance": _ratio(fr_met, fr_met + fr_missed)},
@@ -357,7 +352,7 @@ def _reopens(counts: Any) -> dict[str, Any]:
     return {"resolved": resolved, "reopened": reopened, "rate": _ratio(reopened, resolved)}
 
 
-def _backlog(tickets: Sequence[TicketRow], now: datetime) -> dict[str, Any]:
+def _backlog(tickets: Sequence[Any], now: datetime) -> dict[str, Any]:
     buckets: Counter[str] = Counter()
     by_priority: Counter[str] = Counter()
     open_tickets = [t for t in tickets if t.status in OPEN]
