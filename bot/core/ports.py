@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from bot.core.models import Button, Person, PlatformUser
+from bot.core.models import Button, Person, Platform, PlatformUser
 
 # ----- directory --------------------------------------------------------------------------------
 
@@ -117,3 +117,77 @@ class ActionRunner(Protocol):
     def names(self) -> frozenset[str]: ...
 
     async def run(self, request: ActionRequest, ctx: ActionContext) -> ActionOutcome: ...
+
+
+# ----- delivery to a channel (the outbox worker calls a channel's sender) -------------------------
+
+
+class RetryLater(Exception):
+    """A temporary failure (429, 5xx, network). `retry_after` in seconds when the platform said.
+
+    `scope` says what the limit applies to when the platform tells: "lane" (this channel) or
+    "global" (the whole workspace / app); None lets the worker infer it."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, scope: str | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+        self.scope = scope
+
+
+class Undeliverable(Exception):
+    """A permanent failure (channel not found, person not reachable): never retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One row to deliver, as plain data."""
+
+    id: int
+    idempotency_key: str
+    platform: str
+    address: Mapping[str, Any]
+    payload: Mapping[str, Any]
+    attempts: int
+    lane: str
+    group_key: str | None
+
+
+class Sender(Protocol):
+    async def send(self, delivery: Delivery) -> str | None:
+        """Deliver; return the platform's message id (for later edits), or raise RetryLater/Undeliverable."""
+        ...
+
+    async def find_delivered(self, delivery: Delivery) -> str | None:
+        """After an interrupted attempt: the message id if it already arrived, else None."""
+        ...
+
+
+# ----- who is in a channel ------------------------------------------------------------------------
+
+
+class ChannelUnreachable(Exception):
+    """The channel cannot answer about that conversation: not one it knows, not one the bot can see,
+    or the platform refused. Nothing is retried."""
+
+
+class ChannelMembers(Protocol):
+    """Who is in a conversation of one chat platform, as that platform's user ids (the bot itself
+    left out). A channel that can list members implements it (bot/channels/slack/members.py);
+    one that cannot has no implementation, and callers fall back to what the directory knows."""
+
+    platform: str
+
+    async def members(self, conversation_id: str) -> list[str]:
+        """Every member, all pages; raises ChannelUnreachable when the conversation is not one the
+        bot can list. A failure after the first page raises too (half a channel is not an answer)."""
+        ...
+
+
+# ----- rendering --------------------------------------------------------------------------------
+
+
+class TextRenderer(Protocol):
+    """Named templates and inline flow text, escaped for the platform (bot/render implements it)."""
+
+    def text(self, platform: Platform, *, template: str | None = None, source: str | None = None,
+             context: Mapping[str, Any] | None = None) -> str: ...

@@ -26,7 +26,18 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.core.models import Address, Button, Form, FormField, Outbound, Person, Platform, PlatformUser, Reply
+from bot.core.models import (
+    Address,
+    Button,
+    Form,
+    FormField,
+    Outbound,
+    Person,
+    Platform,
+    PlatformUser,
+    Reply,
+    person_address,
+)
 from bot.core.ports import PersonResolver
 from bot.render.renderer import Renderer
 from bot.settings import Settings
@@ -285,8 +296,6 @@ class TicketService:
         return targets
 
     async def direct(self, uow: UnitOfWork, email: str, platform: str | None = None) -> Address:
-        from bot.core.pipeline import person_address
-
         found = await uow.direct_address(email, platform) if platform else None
         found = found or await uow.direct_address(email)
         if found is not None:

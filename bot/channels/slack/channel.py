@@ -50,7 +50,7 @@ from bot.channels.slack.translate import (
     to_incoming,
 )
 from bot.core.models import Button, Person, Platform, PlatformUser, Reply
-from bot.outbox.worker import RetryLater
+from bot.core.ports import RetryLater
 from bot.settings import Settings
 from bot.store.inbox import Inbox, InboxItem
 
