@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.core.models import Platform
 from bot.core.pipeline import Pipeline, system_clock
-from bot.core.ports import ActionRunner, KnowledgeBase, PersonResolver
+from bot.core.ports import ActionRunner, ChannelMembers, KnowledgeBase, PersonResolver
 from bot.engine.engine import Engine
 from bot.engine.loader import FlowSet, Known, load_flows
 from bot.engine.triage import Triage
@@ -48,6 +48,8 @@ class App:
     actions: ActionRunner | None = None
     directory: Any = None
     services: dict[str, Any] = field(default_factory=dict)
+    # Who is in a channel, per platform that can list it (bot/channels/members.py).
+    channel_members: list[ChannelMembers] = field(default_factory=list)
     worker: OutboxWorker | None = None
     clock: Callable[[], datetime] = system_clock
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -196,7 +198,10 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     from bot.graph.listening import DirectoryListener
 
     pipeline.listener = DirectoryListener(directory)  # what a message names: devices, groups
+    from bot.channels.members import build_member_listers
     from bot.outages import install as install_outages
+
+    app.channel_members = build_member_listers(settings)
 
     install_outages(app)  # its turn handler runs before the flow engine
     _wire_retention(app)

@@ -13,9 +13,10 @@ from slack_sdk.errors import SlackApiError
 
 from bot.channels.slack.api import RateLimiter, SlackApi, SlackRetryLater
 from bot.channels.slack.blocks import BlockKit
+from bot.channels.slack.members import SlackChannelMembers
 from bot.channels.slack.sender import SlackSender
 from bot.core.models import Address, Platform, Reply
-from bot.outages.audience import SlackChannelMembers, StaticAudience
+from bot.outages.audience import ChannelMembersAudience, StaticAudience
 from bot.outbox.worker import Delivery, Pacer, Pacing
 from bot.render.renderer import Renderer
 from bot.settings import SlackSettings
@@ -152,8 +153,8 @@ async def test_members_of_a_slack_channel_are_paged_and_exclude_the_bot() -> Non
     members = [*synthetic_members(2500), BOT_USER]
     with SlackStandIn(token="xoxb-test", channels={"C0BIG": members}) as standin:
         settings = SlackSettings(bot_token=SecretStr("xoxb-test"), api_url=standin.url)
-        source = SlackChannelMembers(StaticAudience([], channels={"C0DEMO": ["a@example.com"]}),
-                                     lambda: SlackApi(settings))
+        source = ChannelMembersAudience(StaticAudience([], channels={"C0DEMO": ["a@example.com"]}),
+                                        [SlackChannelMembers(lambda: SlackApi(settings))])
         found = await source.channel_members("slack", "C0BIG")
         assert [m.user_id for m in found] == synthetic_members(2500)
         assert {m.platform for m in found} == {"slack"}
