@@ -1,5 +1,8 @@
 """Command-line tools for flow authors and admins: `helpdesk flows validate`, `helpdesk triage`,
-`helpdesk eval triage`. Typer apps, mounted by bot/cli.py; they need no database."""
+`helpdesk eval triage`. Typer apps, mounted by bot/cli.py; they need no database.
+
+Outside bot/engine on purpose: checking flows against the knowledge base, the templates and the
+settings means importing those rooms, which the engine itself never does (docs/architecture.md)."""
 
 from __future__ import annotations
 
