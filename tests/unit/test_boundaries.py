@@ -158,6 +158,21 @@ def boundary_problems(root: Path) -> list[str]:
                     and (module, target) not in CORE_EXCEPTIONS):
                 problems.append(f"{where(module, target)}: {module} imports {target} (the core and the engine "
                                 "import nothing else in bot/; add a port in bot/core/ports.py)")
+    # An exception must not be a tunnel: what the core may import reaches nothing above it.
+    floor = (core, engine, f"{top}.store", f"{top}.logs")
+    for module, target in CORE_EXCEPTIONS:
+        if target not in edges.get(module, {}):
+            continue  # not used here (test_the_exceptions_still_exist keeps the list current)
+        seen, todo = {target}, [target]
+        while todo:
+            for step in edges[todo.pop()]:
+                if step in modules and step not in seen:
+                    seen.add(step)
+                    todo.append(step)
+        above = sorted(m for m in seen if not any(_in(m, f) for f in floor))
+        if above:
+            problems.append(f"{module} may import {target} only while that reaches nothing above the store; "
+                            f"it reaches {', '.join(above)}")
     return problems
 
 
@@ -236,3 +251,20 @@ def test_the_checker_passes_walls_that_hold(tmp_path: Path) -> None:
         "app.py": "def build():\n    from bot.channels.slack.members import M\n    from bot.outages import audience\n",
     })
     assert boundary_problems(root) == []
+
+
+def test_an_allowed_core_import_cannot_tunnel_to_a_room(tmp_path: Path) -> None:
+    root = _package(tmp_path, {
+        "__init__.py": "",
+        "core/__init__.py": "",
+        "core/pipeline.py": "from bot.store.repos import UnitOfWork\n",
+        "store/__init__.py": "",
+        "store/repos.py": "from bot.store import db\n",
+        "store/db.py": "def later():\n    from bot.tickets.service import open_ticket\n",
+        "tickets/__init__.py": "",
+        "tickets/service.py": "",
+    })
+    assert boundary_problems(root) == [
+        "bot.core.pipeline may import bot.store.repos only while that reaches nothing above the store; "
+        "it reaches bot.tickets.service"]
+
