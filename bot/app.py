@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.core.models import Platform
 from bot.core.pipeline import Pipeline, system_clock
-from bot.core.ports import ActionRunner, ChannelMembers, KnowledgeBase, PersonResolver
+from bot.core.ports import ActionRunner, ChannelMembers, DurableInbox, KnowledgeBase, PersonResolver
 from bot.engine.engine import Engine
 from bot.engine.loader import FlowSet, Known, load_flows
 from bot.engine.triage import Triage
@@ -52,6 +52,7 @@ class App:
     channel_members: list[ChannelMembers] = field(default_factory=list)
     worker: OutboxWorker | None = None
     clock: Callable[[], datetime] = system_clock
+    _inbox: DurableInbox | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -63,6 +64,15 @@ class App:
         if self.settings.teams.enabled:
             return Platform.TEAMS
         return Platform.CONSOLE
+
+    def durable_inbox(self) -> DurableInbox:
+        """Where a channel commits what it acknowledges before handling it (bot/store/inbox.py)."""
+        if self._inbox is None:
+            from bot.store.inbox import Inbox
+
+            cfg = self.settings.inbox
+            self._inbox = Inbox(self.sessions, lease_seconds=cfg.lease_seconds, max_attempts=cfg.max_attempts)
+        return self._inbox
 
     def start_worker(self, senders: Mapping[str, Sender]) -> OutboxWorker:
         """Deliver outbox rows in this process (the embedded default)."""

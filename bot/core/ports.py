@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.core.models import Button, Person, Platform, PlatformUser
@@ -160,6 +161,43 @@ class Sender(Protocol):
     async def find_delivered(self, delivery: Delivery) -> str | None:
         """After an interrupted attempt: the message id if it already arrived, else None."""
         ...
+
+
+# ----- the inbox (what a channel acknowledged, kept until a turn has handled it) --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    id: int
+    key: str
+    platform: str
+    payload: Mapping[str, Any]
+    attempts: int
+
+
+class DurableInbox(Protocol):
+    """Deliveries a channel commits BEFORE acknowledging them, claimed under a lease by any replica
+    and handled once (bot/store/inbox.py implements it; the app hands it to the channel)."""
+
+    async def put(self, key: str, platform: str, payload: Mapping[str, Any], *, claim: bool = True) -> int | None:
+        """Store and commit; the row id, or None when the key is already stored (a redelivery)."""
+        ...
+
+    async def get(self, row_id: int) -> InboxItem | None: ...
+
+    async def claim(self, limit: int = 20, platforms: tuple[str, ...] | None = None) -> list[InboxItem]: ...
+
+    async def done(self, row_id: int, status: str = "done", error: str | None = None) -> None: ...
+
+    async def retry_later(self, item: InboxItem, error: str) -> bool:
+        """Due again after a back-off; False after the last attempt."""
+        ...
+
+    async def release(self, row_ids: list[int]) -> None: ...
+
+    async def recover_orphans(self) -> int: ...
+
+    async def purge(self, keep: timedelta = ...) -> int: ...
 
 
 # ----- who is in a channel ------------------------------------------------------------------------
