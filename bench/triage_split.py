@@ -17,9 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.engine.cli import NOT_IT_LABELS, evaluate  # noqa: E402
 from bot.engine.loader import load_flows  # noqa: E402
 from bot.engine.triage import Triage  # noqa: E402
+from bot.flows_cli import NOT_IT_LABELS, evaluate  # noqa: E402
 
 
 def rows(path: Path) -> list[dict[str, str]]:

@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.core.models import Platform
 from bot.core.pipeline import Pipeline, system_clock
-from bot.core.ports import ActionRunner, KnowledgeBase, PersonResolver
+from bot.core.ports import (
+    ActionRunner,
+    ChannelMembers,
+    DurableInbox,
+    KnowledgeBase,
+    PersonResolver,
+    PlatformAccounts,
+)
 from bot.engine.engine import Engine
 from bot.engine.loader import FlowSet, Known, load_flows
 from bot.engine.triage import Triage
@@ -48,8 +55,13 @@ class App:
     actions: ActionRunner | None = None
     directory: Any = None
     services: dict[str, Any] = field(default_factory=dict)
+    # Who is in a channel, per platform that can list it (bot/channels/members.py).
+    channel_members: list[ChannelMembers] = field(default_factory=list)
+    # Whose account a platform user id is, per platform that can say (bot/channels/accounts.py).
+    accounts: dict[str, PlatformAccounts] = field(default_factory=dict)
     worker: OutboxWorker | None = None
     clock: Callable[[], datetime] = system_clock
+    _inbox: DurableInbox | None = None
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Callable[[], Any]] = field(default_factory=list)
 
@@ -61,6 +73,15 @@ class App:
         if self.settings.teams.enabled:
             return Platform.TEAMS
         return Platform.CONSOLE
+
+    def durable_inbox(self) -> DurableInbox:
+        """Where a channel commits what it acknowledges before handling it (bot/store/inbox.py)."""
+        if self._inbox is None:
+            from bot.store.inbox import Inbox
+
+            cfg = self.settings.inbox
+            self._inbox = Inbox(self.sessions, lease_seconds=cfg.lease_seconds, max_attempts=cfg.max_attempts)
+        return self._inbox
 
     def start_worker(self, senders: Mapping[str, Sender]) -> OutboxWorker:
         """Deliver outbox rows in this process (the embedded default)."""
@@ -196,7 +217,14 @@ async def build_app(settings: Settings, *, clock: Callable[[], datetime] = syste
     from bot.graph.listening import DirectoryListener
 
     pipeline.listener = DirectoryListener(directory)  # what a message names: devices, groups
+    from bot.channels.accounts import build_account_lookups
+    from bot.channels.members import build_member_listers
     from bot.outages import install as install_outages
+
+    app.channel_members = build_member_listers(settings)
+    app.accounts = build_account_lookups(settings)
+    for lookup in app.accounts.values():
+        app.on_close(lookup.aclose)
 
     install_outages(app)  # its turn handler runs before the flow engine
     _wire_retention(app)

@@ -13,8 +13,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+# The shared helpers live in bot/clikit.py so the sub-command modules need not import this one.
+from bot.clikit import fail, run, settings_or_exit
 from bot.logs import configure_logging
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError
 
 T = TypeVar("T")
 
@@ -28,7 +30,7 @@ app.add_typer(config_app, name="config")
 
 def _mount_subcommands() -> None:
     from bot.channels.teams.cli import app as teams_app
-    from bot.engine.cli import eval_app, flows_app, triage
+    from bot.flows_cli import eval_app, flows_app, triage
     from bot.itsm.cli import itsm_app
     from bot.kb.cli import app as kb_app
     from bot.outages.cli import outage_app
@@ -47,43 +49,6 @@ def _mount_subcommands() -> None:
 
 
 _mount_subcommands()
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit(log: bool = True, overrides: dict[str, Any] | None = None) -> Settings:
-    try:
-        settings = load_settings(**(overrides or {}))
-    except SettingsError as exc:
-        fail(f"helpdesk: {exc}")
-        raise  # unreachable; keeps type checkers happy
-    if log:
-        configure_logging(settings.log.format, settings.log.level)
-    return settings
-
-
-def run(coro_factory: Callable[[], Coroutine[Any, Any, T]], database_url: str | None = None) -> T:
-    from bot.app import StartupError
-    from bot.store.db import database_unavailable
-
-    try:
-        return asyncio.run(coro_factory())
-    except StartupError as exc:
-        fail(f"helpdesk: {exc}")
-        raise
-    except Exception as exc:
-        why = database_unavailable(exc) if database_url is not None else None
-        if why is None:
-            raise
-        from bot.settings import mask_url
-
-        fail(f"helpdesk: cannot use the database at {mask_url(database_url or '')}: {why}")
-        raise
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 @db_app.command("upgrade")
@@ -131,7 +96,7 @@ def chat(as_email: Annotated[str, typer.Option("--as", help="Directory email to 
         bot_app = await build_app(settings)
         try:
             if web:
-                from bot.web.console import start_beside_chat
+                from bot.channels.serve import start_beside_chat
 
                 print(start_beside_chat(bot_app, settings.server.host, settings.server.port), flush=True)
             await ConsoleChat(bot_app, as_email).run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.outbox.worker import Sender
+from bot.core.ports import Sender
 from bot.settings import Settings
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.outbox.worker import Sender
+from bot.core.ports import Sender
 from bot.settings import Settings
 
 log = logging.getLogger("bot.serve")
@@ -144,9 +144,21 @@ def _console(app: Any, settings: Settings) -> ChannelMount | None:
     """The web console under /console/ (bot/web, docs/console.md)."""
     if not settings.web.enabled:
         return None
-    from bot.web.console import ConsoleMount
+    from bot.web.console import Console, ConsoleMount
 
-    return ConsoleMount(app)
+    return ConsoleMount(app, Console(app, transcripts=try_transcript))
+
+
+async def try_transcript(doc: Mapping[str, Any], settings: Any) -> list[dict[str, Any]]:
+    """The console's "Try a transcript" (bot/web/console.py), run on the console channel as
+    `helpdesk simulate` runs it; a transcript that cannot be run as written is refused with why."""
+    from bot.channels.console.simulate import TranscriptError, run_transcript
+    from bot.web.console import TranscriptRefused
+
+    try:
+        return await run_transcript(doc, settings)
+    except TranscriptError as exc:
+        raise TranscriptRefused(str(exc)) from exc
 
 
 # Channel factories, in order; each adds its routes (Slack: POST /slack/events, Teams: POST /api/messages,
@@ -267,3 +279,36 @@ async def serve(settings: Settings, host: str | None = None, port: int | None = 
         await uvicorn.Server(config).serve()
     finally:
         await app.aclose()
+
+
+def start_beside_chat(app: Any, host: str, port: int) -> str:
+    """`helpdesk chat --web` (`make demo`): serve the console in the chat's process and event loop.
+    Returns the line to print: the console's address, or why it is not served."""
+    import socket
+
+    import uvicorn
+
+    from bot.web.console import Console, ConsoleMount
+
+    if not app.settings.web.enabled:
+        return "Web console: off (web.enabled is false)."
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return f"Web console: not started, {host}:{port} is in use ({exc.strerror}); set HELPDESK_SERVER__PORT."
+
+    class _Quiet(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:  # Ctrl-C belongs to the chat
+            yield
+
+    mount = ConsoleMount(app, Console(app, transcripts=try_transcript))
+    config = uvicorn.Config(build_asgi(app, [mount]), host=host, port=port, log_config=None, access_log=False,
+                            lifespan="off")
+    app.background(_Quiet(config).serve(), "web-console")
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    who = ", ".join(email for email, _ in mount.console._demo_people()[:3])
+    extra = f" (demo sign-in: {who})" if mount.console.demo and who else ""
+    return f"Web console: http://{shown}:{port}/console/{extra}"

@@ -7,6 +7,7 @@ between them sees an SDK type.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -91,6 +92,12 @@ class Address:
             thread_id=data.get("thread_id"),
             user_id=data.get("user_id"),
         )
+
+
+def person_address(platform: Platform, email: str) -> Address:
+    """A person's direct conversation when we have not seen it yet: `email:<address>` tells the
+    channel to open it at delivery time (Slack users.lookupByEmail + conversations.open...)."""
+    return Address(platform, f"email:{email.lower()}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +204,53 @@ class Outbound:
     # When set, the channel edits the message it sent earlier under this key instead of posting.
     update_ref: str | None = None
     idempotency_key: str | None = None
+
+
+# ----- a reply as JSON (outbox rows; channels read them back when they deliver) ----------
+
+
+def reply_to_json(reply: Reply) -> dict[str, Any]:
+    return {
+        "text": reply.text,
+        "buttons": [{"label": b.label, "value": b.value, "style": b.style} for b in reply.buttons],
+        "form": _form_json(reply.form),
+        "private": reply.private,
+        "template": reply.template,
+        "rich": dict(reply.rich),
+    }
+
+
+def _form_json(form: Form | None) -> dict[str, Any] | None:
+    if form is None:
+        return None
+    return {
+        "form_id": form.form_id,
+        "title": form.title,
+        "submit_label": form.submit_label,
+        "fields": [
+            {"name": f.name, "label": f.label, "kind": f.kind, "required": f.required,
+             "options": [{"label": o.label, "value": o.value} for o in f.options],
+             "pattern": f.pattern, "placeholder": f.placeholder}
+            for f in form.fields
+        ],
+    }
+
+
+def reply_from_json(data: Mapping[str, Any]) -> Reply:
+    form = data.get("form")
+    return Reply(
+        text=str(data.get("text", "")),
+        buttons=tuple(Button(b["label"], b["value"], b.get("style")) for b in data.get("buttons", [])),
+        form=Form(
+            form_id=form["form_id"], title=form["title"], submit_label=form.get("submit_label", "Submit"),
+            fields=tuple(
+                FormField(name=f["name"], label=f["label"], kind=f["kind"], required=f["required"],
+                          options=tuple(Button(o["label"], o["value"]) for o in f.get("options", [])),
+                          pattern=f.get("pattern"), placeholder=f.get("placeholder"))
+                for f in form["fields"]
+            ),
+        ) if form else None,
+        private=bool(data.get("private", False)),
+        template=data.get("template"),
+        rich=dict(data.get("rich") or {}),
+    )

@@ -21,7 +21,17 @@ from typing import Any, Protocol
 from jinja2 import UndefinedError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.core.models import Address, Button, Incoming, Outbound, Person, Platform, Reply
+from bot.core.models import (
+    Address,
+    Button,
+    Incoming,
+    Outbound,
+    Person,
+    Platform,
+    PlatformUser,
+    Reply,
+    person_address,
+)
 from bot.core.ports import (
     ActionOutcome,
     ActionRequest,
@@ -31,8 +41,9 @@ from bot.core.ports import (
     KnowledgeBase,
     PersonResolver,
     SharedState,
+    TextRenderer,
 )
-from bot.core.text import bounded_incoming, neutralise
+from bot.core.text import ESCAPERS, bounded_incoming, neutralise
 from bot.engine.engine import Engine
 from bot.engine.listen import Facts, listens_for
 from bot.engine.replies import global_command
@@ -54,7 +65,6 @@ from bot.engine.state import (
     TriageGuess,
     UserTurn,
 )
-from bot.render.renderer import ESCAPERS, Renderer
 from bot.store.db import utcnow
 from bot.store.repos import ConcurrentUpdate, SqlSharedState, UnitOfWork
 
@@ -72,9 +82,13 @@ class TriageModel(Protocol):
 
 
 class TicketDesk(Protocol):
-    """Opens tickets for flows (bot/tickets implements it)."""
+    """Opens tickets for flows and lists the person's open ones (bot/tickets implements it)."""
 
     async def open_for_flow(self, turn: Turn, request: OpenTicket, summary: str) -> TicketAnswer: ...
+
+    async def open_tickets(self, turn: Turn) -> list[dict[str, str]]:
+        """The person's own open tickets, as `{"id", "summary", "status"}`, for `ticket_status`."""
+        ...
 
 
 class Listener(Protocol):
@@ -108,7 +122,7 @@ class Turn:
     person: Person
     uow: UnitOfWork
     state: ConversationState
-    renderer: Renderer
+    renderer: TextRenderer
     now: datetime
     replies: list[Outbound] = field(default_factory=list)
 
@@ -142,12 +156,6 @@ class Turn:
              kind: str = "post") -> None:
         """A message that must arrive elsewhere (queue channel, another person): via the outbox."""
         self.uow.enqueue(outbound, idempotency_key=idempotency_key, group_key=group_key, kind=kind)
-
-
-def person_address(platform: Platform, email: str) -> Address:
-    """A person's direct conversation when we have not seen it yet: `email:<address>` tells the
-    channel to open it at delivery time (Slack users.lookupByEmail + conversations.open...)."""
-    return Address(platform, f"email:{email.lower()}")
 
 
 def person_context(person: Person) -> dict[str, Any]:
@@ -200,7 +208,7 @@ class Pipeline:
         resolver: PersonResolver,
         engine: Engine,
         triage: TriageModel,
-        renderer: Renderer,
+        renderer: TextRenderer,
         kb: KnowledgeBase | None = None,
         actions: ActionRunner | None = None,
         tickets: TicketDesk | None = None,
@@ -233,6 +241,20 @@ class Pipeline:
 
     def add_handler(self, handler: TurnHandler) -> None:
         self.handlers.append(handler)
+
+    async def record_once(self, key: str, event: str, *, person: Person | None = None,
+                          user: PlatformUser | None = None, direct: Address | None = None, **data: Any) -> bool:
+        """Something a channel hears outside a turn (the app installed in a conversation), recorded
+        once under `key` in one transaction: the person remembered with their direct conversation
+        when known, and the event. False when it was already recorded (a repeated delivery)."""
+        async with self.sessions() as session, session.begin():
+            uow = UnitOfWork(session, now=self.clock(), actor=person.email if person else None)
+            if not await uow.first_time(key):
+                return False
+            if person is not None and user is not None:
+                await uow.remember_person(person, user, direct)
+            uow.emit(event, **data)
+        return True
 
     async def handle(self, incoming: Incoming) -> TurnResult:
         started = time.perf_counter()
@@ -498,18 +520,13 @@ class Pipeline:
 
     async def _with_tickets(self, turn: Turn, say: Say) -> Say:
         """The `ticket_status` template lists the person's own open tickets (it promised to)."""
-        service = getattr(self.tickets, "service", self.tickets)
-        if service is None or not hasattr(service, "list_tickets"):
+        if self.tickets is None:
             return say
         try:
-            views = await service.list_tickets(turn.uow, turn.person, scope="requested")
+            items = await self.tickets.open_tickets(turn)
         except Exception:  # the flow still answers with how to look them up
             log.exception("listing tickets for ticket_status failed")
             return say
-        from bot.tickets.model import OPEN_STATUSES
-
-        items = [{"id": v.ref, "summary": v.summary, "status": v.status}
-                 for v in views if v.status in OPEN_STATUSES]
         return replace(say, context={**dict(say.context), "tickets": items})
 
     def _say(self, turn: Turn, say: Say) -> None:

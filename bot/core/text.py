@@ -13,9 +13,10 @@ so typed text cannot reorder or hide what a technician reads.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
-from bot.core.models import Action, Incoming
+from bot.core.models import Action, Incoming, Platform
 
 # What is kept of one message (Slack's own limit is 40,000 characters; a problem description that
 # runs past this is a paste, and its first part is what a technician reads).
@@ -61,3 +62,23 @@ def bounded_incoming(incoming: Incoming) -> Incoming:
 def neutralise(text: str) -> str:
     """Invisible and direction-changing characters made visible (`[U+202E]`)."""
     return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group(0)):04X}]", text)
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Slack's three control characters, `&` first (docs.slack.dev, "Escaping text")."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_TEAMS_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def escape_teams(text: str) -> str:
+    """Adaptive Card TextBlock markdown: neutralise emphasis, links and angle brackets."""
+    return _TEAMS_SPECIAL.sub(r"\\\1", text)
+
+
+ESCAPERS: dict[Platform, Callable[[str], str]] = {
+    Platform.SLACK: escape_mrkdwn,
+    Platform.TEAMS: escape_teams,
+    Platform.CONSOLE: lambda text: text,
+}

@@ -13,7 +13,7 @@ itsm_app = typer.Typer(help="The help desk's own ticket system (Jira Service Man
 @itsm_app.command("check")
 def check() -> None:
     """Test the connection, the integration account's permissions and the field mappings."""
-    from bot.cli import fail, settings_or_exit
+    from bot.clikit import fail, settings_or_exit
     from bot.itsm.wiring import build_system, settings_problems
 
     settings = settings_or_exit(log=False)

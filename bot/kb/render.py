@@ -19,6 +19,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from bot.core.text import escape_mrkdwn
 from bot.kb.loader import Article
 
 DEFAULT_MAX_CHARS = 3000
@@ -312,8 +313,6 @@ _BOLD = re.compile(r"\*\*(.+?)\*\*")
 
 def _slack_inline(text: str) -> str:
     """Slack mrkdwn: `&`, `<`, `>` escaped first, then `**b**` -> `*b*` and `[t](u)` -> `<u|t>`."""
-    from bot.render.renderer import escape_mrkdwn
-
     text = escape_mrkdwn(text)
     text = _BOLD.sub(r"*\1*", text)
     return _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1).replace('|', '/')}>" if m.group(1) else f"<{m.group(2)}>",
@@ -322,8 +321,6 @@ def _slack_inline(text: str) -> str:
 
 def _slack_code(code: str, language: str) -> str:
     del language
-    from bot.render.renderer import escape_mrkdwn
-
     return "```\n" + escape_mrkdwn(code) + "\n```"
 
 

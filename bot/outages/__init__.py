@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
-from bot.outages.audience import AudienceSource, SlackChannelMembers, StaticAudience, demo_audience
+from bot.core.ports import ChannelMembers
+from bot.outages.audience import AudienceSource, ChannelMembersAudience, StaticAudience, demo_audience
 from bot.outages.service import OutageService
 
 log = logging.getLogger("bot.outages")
@@ -22,15 +24,13 @@ def dm_platform(settings: Any) -> str:
     return "console"
 
 
-def audience_source(settings: Any, directory: Any) -> AudienceSource:
-    """The demo directory file, or a directory object that can list people and group members; with
-    Slack enabled, members of Slack channels come from Slack (`conversations.members`)."""
+def audience_source(settings: Any, directory: Any, listers: Iterable[ChannelMembers] = ()) -> AudienceSource:
+    """The demo directory file, or a directory object that can list people and group members; the
+    members of a channel come from the channel itself where it can list them (`listers`, the
+    `ChannelMembers` port: Slack's `conversations.members`), else from that source."""
     source = _directory_source(settings, directory)
-    if settings.slack.enabled and settings.slack.bot_token:
-        from bot.channels.slack.api import SlackApi
-
-        return SlackChannelMembers(source, lambda: SlackApi(settings.slack))
-    return source
+    listers = list(listers)
+    return ChannelMembersAudience(source, listers) if listers else source
 
 
 def _directory_source(settings: Any, directory: Any) -> AudienceSource:
@@ -52,7 +52,7 @@ def install(app: Any) -> OutageService:
     settings = app.settings
     service = OutageService(
         sessions=app.sessions, renderer=app.renderer, settings=settings.outages,
-        audience=audience_source(settings, app.directory), dm_platform=dm_platform(settings),
+        audience=audience_source(settings, app.directory, app.channel_members), dm_platform=dm_platform(settings),
         timezone=settings.app.timezone, technicians=settings.roles.technicians, admins=settings.roles.admins)
     app.services["outages"] = service
     app.pipeline.add_handler(OutageHandler(service, app.pipeline, timezone=settings.app.timezone))

@@ -5,10 +5,11 @@ to members of directory groups, or to members of a channel.
 config/demo_directory.yaml (users with `groups:` lists, optional `channels:` with members); a Graph
 or Slack backed source can implement the same three methods.
 
-`SlackChannelMembers` wraps a source so that `--members-of slack:C0123` asks Slack itself
-(`conversations.members`, paged): an admin reaches everyone in a channel, however large, without
-listing them anywhere. Those members come as Slack user ids (`Member.user_id`); their copies are
-posted straight to the user id (no email lookup, no conversations.open per person).
+`ChannelMembersAudience` wraps a source so that `--members-of slack:C0123` asks Slack itself
+(the `ChannelMembers` port, bot/channels/slack/members.py: `conversations.members`, paged): an
+admin reaches everyone in a channel, however large, without listing them anywhere. Those members
+come as Slack user ids (`Member.user_id`); their copies are posted straight to the user id (no
+email lookup, no conversations.open per person).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+
+from bot.core.ports import ChannelMembers, ChannelUnreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +97,15 @@ def demo_audience(path: Path) -> StaticAudience:
     return StaticAudience(people, groups, channels)
 
 
-class SlackChannelMembers:
-    """`channel_members("slack", C)` from Slack's `conversations.members` (cursor-paged, 1000 a page);
-    everything else from the wrapped source. The bot's own user is left out. `api_factory` makes a
-    `SlackApi` (closed after each listing, so a CLI process leaves nothing open)."""
+class ChannelMembersAudience:
+    """`channel_members(platform, C)` asked of the platform itself when its channel can list members
+    (the `ChannelMembers` port; Slack: `conversations.members`), everything else from the wrapped
+    source. A conversation the platform cannot list (ChannelUnreachable) falls back to the wrapped
+    source (the directory may list it); a platform with no lister (Teams) uses the wrapped source."""
 
-    PAGE = 1000
-
-    def __init__(self, base: AudienceSource, api_factory: Any) -> None:
+    def __init__(self, base: AudienceSource, listers: Iterable[ChannelMembers]) -> None:
         self.base = base
-        self.api_factory = api_factory
+        self.listers = {lister.platform: lister for lister in listers}
 
     async def everyone(self) -> Sequence[Member]:
         return await self.base.everyone()
@@ -112,33 +114,11 @@ class SlackChannelMembers:
         return await self.base.group_members(group)
 
     async def channel_members(self, platform: str, channel: str) -> Sequence[Member]:
-        if platform != "slack":
+        lister = self.listers.get(platform)
+        if lister is None:
             return await self.base.channel_members(platform, channel)
-        from bot.channels.slack.api import SlackUndeliverable
-
-        api = self.api_factory()
-        members: dict[str, None] = {}
         try:
-            try:
-                bot_user = str((await api.call_soon("auth.test")).get("user_id") or "")
-            except SlackUndeliverable:
-                bot_user = ""
-            cursor = ""
-            while True:
-                params: dict[str, Any] = {"channel": channel, "limit": self.PAGE}
-                if cursor:
-                    params["cursor"] = cursor
-                try:
-                    data = await api.call_soon("conversations.members", **params)
-                except SlackUndeliverable:
-                    if members or cursor:
-                        raise  # half a channel is not the audience the admin asked for
-                    # Not a Slack channel the bot can see: the directory may list it.
-                    return await self.base.channel_members(platform, channel)
-                members.update(dict.fromkeys(str(m) for m in data.get("members") or [] if m and m != bot_user))
-                cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
-                if not cursor:
-                    break
-        finally:
-            await api.aclose()
-        return [Member("", user_id=user, platform="slack") for user in members]
+            users = await lister.members(channel)
+        except ChannelUnreachable:
+            return await self.base.channel_members(platform, channel)
+        return [Member("", user_id=user, platform=platform) for user in users]

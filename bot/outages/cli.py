@@ -19,7 +19,7 @@ AsOption = Annotated[str, typer.Option("--as", help="Directory email of the admi
 
 def _run(as_email: str, need_admin: bool, action: Callable[[Any, Any, Any], Awaitable[Any]]) -> Any:
     from bot.app import build_app
-    from bot.cli import fail, run, settings_or_exit
+    from bot.clikit import fail, run, settings_or_exit
     from bot.core.models import Platform, PlatformUser
     from bot.outages.model import OutageError
     from bot.store.migrate import upgrade

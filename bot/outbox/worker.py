@@ -38,11 +38,17 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+# What a channel's sender sees and raises: the port in bot/core/ports.py (channels import it from
+# there, never from here); re-exported for the callers that name them with the worker.
+from bot.core.ports import Delivery as Delivery
+from bot.core.ports import RetryLater as RetryLater
+from bot.core.ports import Sender as Sender
+from bot.core.ports import Undeliverable as Undeliverable
 from bot.store.db import utcnow
 from bot.store.tables import OutboxRow
 
@@ -65,36 +71,6 @@ def _round_failed(exc: Exception) -> None:
     else:
         log.exception("outbox worker round failed")
 
-class RetryLater(Exception):
-    """A temporary failure (429, 5xx, network). `retry_after` in seconds when the platform said.
-
-    `scope` says what the limit applies to when the platform tells: "lane" (this channel) or
-    "global" (the whole workspace / app); None lets the worker infer it."""
-
-    def __init__(self, reason: str, retry_after: float | None = None, scope: str | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-        self.scope = scope
-
-
-class Undeliverable(Exception):
-    """A permanent failure (channel not found, person not reachable): never retried."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One row to deliver, as plain data."""
-
-    id: int
-    idempotency_key: str
-    platform: str
-    address: Mapping[str, Any]
-    payload: Mapping[str, Any]
-    attempts: int
-    lane: str
-    group_key: str | None
-
-
 @dataclass(slots=True)
 class _Outcome:
     delivery: Delivery
@@ -106,16 +82,6 @@ class _Outcome:
     # The "was it delivered?" check itself failed: the row stays `sending` (to be checked), due
     # again at `retry_at`, so the next attempt checks before it could send a second copy.
     recheck: bool = False
-
-
-class Sender(Protocol):
-    async def send(self, delivery: Delivery) -> str | None:
-        """Deliver; return the platform's message id (for later edits), or raise RetryLater/Undeliverable."""
-        ...
-
-    async def find_delivered(self, delivery: Delivery) -> str | None:
-        """After an interrupted attempt: the message id if it already arrived, else None."""
-        ...
 
 
 Clock = Callable[[], datetime]

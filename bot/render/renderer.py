@@ -9,7 +9,6 @@ formatted for the platform is wrapped in `Markup` and left alone.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -20,29 +19,13 @@ from jinja2.runtime import Context
 from markupsafe import Markup
 
 from bot.core.models import Platform
-from bot.core.text import neutralise
+
+# The escapers live in bot/core/text.py (the pipeline and kb rendering use them too); re-exported here.
+from bot.core.text import ESCAPERS, neutralise
+from bot.core.text import escape_mrkdwn as escape_mrkdwn
+from bot.core.text import escape_teams as escape_teams
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-
-
-def escape_mrkdwn(text: str) -> str:
-    """Slack's three control characters, `&` first (docs.slack.dev, "Escaping text")."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-_TEAMS_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
-
-
-def escape_teams(text: str) -> str:
-    """Adaptive Card TextBlock markdown: neutralise emphasis, links and angle brackets."""
-    return _TEAMS_SPECIAL.sub(r"\\\1", text)
-
-
-ESCAPERS: dict[Platform, Callable[[str], str]] = {
-    Platform.SLACK: escape_mrkdwn,
-    Platform.TEAMS: escape_teams,
-    Platform.CONSOLE: lambda text: text,
-}
 
 
 def _finalizer(escape: Callable[[str], str]) -> Callable[[Any], Any]:

@@ -19,13 +19,14 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+# The shape a channel sees: the DurableInbox port (bot/core/ports.py); re-exported.
+from bot.core.ports import InboxItem as InboxItem
 from bot.store.repos import insert_ignore
 from bot.store.tables import InboxRow
 
@@ -46,15 +47,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-@dataclass(frozen=True, slots=True)
-class InboxItem:
-    id: int
-    key: str
-    platform: str
-    payload: Mapping[str, Any]
-    attempts: int
 
 
 class Inbox:

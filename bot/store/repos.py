@@ -18,6 +18,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.models import Address, Outbound, Person, PlatformUser
+
+# How a reply is kept in an outbox row: defined with the models (channels read it back); re-exported.
+from bot.core.models import reply_from_json as reply_from_json
+from bot.core.models import reply_to_json as reply_to_json
 from bot.engine.state import ConversationState
 from bot.store.tables import (
     ConversationRow,
@@ -47,55 +51,6 @@ async def insert_ignore(session: AsyncSession, table: Any, values: Mapping[str, 
     statement = _upsert_insert(session, table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
     result: Any = await session.execute(statement)
     return bool(result.rowcount)
-
-
-def reply_to_json(reply: Any) -> dict[str, Any]:
-    return {
-        "text": reply.text,
-        "buttons": [{"label": b.label, "value": b.value, "style": b.style} for b in reply.buttons],
-        "form": _form_json(reply.form),
-        "private": reply.private,
-        "template": reply.template,
-        "rich": dict(reply.rich),
-    }
-
-
-def _form_json(form: Any) -> dict[str, Any] | None:
-    if form is None:
-        return None
-    return {
-        "form_id": form.form_id,
-        "title": form.title,
-        "submit_label": form.submit_label,
-        "fields": [
-            {"name": f.name, "label": f.label, "kind": f.kind, "required": f.required,
-             "options": [{"label": o.label, "value": o.value} for o in f.options],
-             "pattern": f.pattern, "placeholder": f.placeholder}
-            for f in form.fields
-        ],
-    }
-
-
-def reply_from_json(data: Mapping[str, Any]) -> Any:
-    from bot.core.models import Button, Form, FormField, Reply
-
-    form = data.get("form")
-    return Reply(
-        text=str(data.get("text", "")),
-        buttons=tuple(Button(b["label"], b["value"], b.get("style")) for b in data.get("buttons", [])),
-        form=Form(
-            form_id=form["form_id"], title=form["title"], submit_label=form.get("submit_label", "Submit"),
-            fields=tuple(
-                FormField(name=f["name"], label=f["label"], kind=f["kind"], required=f["required"],
-                          options=tuple(Button(o["label"], o["value"]) for o in f.get("options", [])),
-                          pattern=f.get("pattern"), placeholder=f.get("placeholder"))
-                for f in form["fields"]
-            ),
-        ) if form else None,
-        private=bool(data.get("private", False)),
-        template=data.get("template"),
-        rich=dict(data.get("rich") or {}),
-    )
 
 
 class UnitOfWork:

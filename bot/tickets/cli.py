@@ -26,7 +26,7 @@ AsOption = Annotated[str, typer.Option("--as", help="Directory email of the pers
 
 
 def _settings() -> Any:
-    from bot.cli import settings_or_exit
+    from bot.clikit import settings_or_exit
     from bot.logs import configure_logging
 
     settings = settings_or_exit(log=False)

@@ -10,7 +10,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.core.models import Address, Button, Form, Outbound, Person, Platform, PlatformUser, Reply
+from bot.core.models import (
+    Address,
+    Button,
+    Form,
+    Outbound,
+    Person,
+    Platform,
+    PlatformUser,
+    Reply,
+    person_address,
+)
 from bot.core.ports import PersonResolver
 from bot.render.renderer import Renderer
 from bot.settings import Settings
@@ -121,8 +131,6 @@ class TicketDesk:
         return targets
 
     async def direct(self, uow: UnitOfWork, email: str, platform: str | None = None) -> Address:
-        from bot.core.pipeline import person_address
-
         found = await uow.direct_address(email, platform) if platform else None
         found = found or await uow.direct_address(email)
         if found is not None:

@@ -48,6 +48,7 @@ from bot.tickets.model import (
     FORM_REPLY,
     FORM_RESOLVE,
     IMPACT_WORDS,
+    OPEN_STATUSES,
     Forbidden,
     InvalidState,
     Outcome,
@@ -166,6 +167,10 @@ class TicketHandler:
             transcript=await self._transcript(turn, request), conversation_key=turn.incoming.conversation_key,
             flow_id=request.flow_id)
         return TicketAnswer(row.ref, row.priority, svc.first_response_text(row.priority, turn.now))
+
+    async def open_tickets(self, turn: Turn) -> list[dict[str, str]]:
+        views = await self.service.list_tickets(turn.uow, turn.person, scope="requested")
+        return [{"id": v.ref, "summary": v.summary, "status": v.status} for v in views if v.status in OPEN_STATUSES]
 
     async def _transcript(self, turn: Turn, request: OpenTicket) -> list[str]:
         """The person's first message and the bot's last few messages of this conversation."""

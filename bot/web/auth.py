@@ -20,7 +20,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -28,6 +28,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 
 from bot.core.models import Platform, PlatformUser
+from bot.core.ports import AccountUnavailable, PlatformAccounts
 from bot.settings import Settings
 
 log = logging.getLogger("bot.web.auth")
@@ -218,8 +219,6 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-SlackIdentity = Callable[[str], Awaitable[PlatformUser]]
-
 SLACK_ERRORS = {
     "invalid_code": "Slack did not accept the sign-in code (it expired or was already used); please sign in "
                     "again.",
@@ -244,7 +243,7 @@ class SlackSignIn:
     provider = "Slack"
 
     def __init__(self, settings: Settings, *, clock: Callable[[], datetime],
-                 http_client: httpx.AsyncClient | None = None, identity: SlackIdentity | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None, accounts: PlatformAccounts | None = None) -> None:
         self.settings = settings
         self.client_id = settings.web.slack_client_id
         self._secret = _secret(settings.web.slack_client_secret)
@@ -254,8 +253,7 @@ class SlackSignIn:
         self.clock = clock
         self._http = http_client
         self._owns_http = http_client is None
-        self._identity = identity
-        self._api: Any = None
+        self._accounts = accounts
 
     async def start(self, redirect_uri: str) -> dict[str, Any]:
         """The flow (kept server-side) with `auth_uri`, where the browser goes next."""
@@ -322,17 +320,11 @@ class SlackSignIn:
         return user_id
 
     async def _person_of(self, user_id: str) -> PlatformUser:
-        if self._identity is None:
-            from bot.channels.slack.api import SlackApi
-            from bot.channels.slack.channel import IdentityCache
-
-            self._api = SlackApi(self.settings.slack)
-            self._identity = IdentityCache(self._api, float(self.settings.directory.cache_seconds or 600)).user
-        from bot.channels.slack.channel import IdentityUnavailable
-
+        if self._accounts is None:  # `helpdesk serve` refuses Sign in with Slack without a bot token
+            raise SignInError("Slack sign-in cannot look people up: the Slack bot token is not configured.")
         try:
-            return await self._identity(user_id)
-        except IdentityUnavailable:
+            return await self._accounts.account(user_id)
+        except AccountUnavailable:
             raise SignInError("Slack is busy right now; try again in a minute.") from None
 
     async def finish(self, flow: Mapping[str, Any], response: Mapping[str, str]) -> PlatformUser:
@@ -349,6 +341,3 @@ class SlackSignIn:
         if self._owns_http and self._http is not None:
             await self._http.aclose()
             self._http = None
-        if self._api is not None:
-            await self._api.aclose()
-            self._api = None

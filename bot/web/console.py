@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -67,11 +67,23 @@ class Viewer:
         return "admin" if self.person.is_admin else "technician" if self.person.is_technician else "employee"
 
 
+class TranscriptRefused(Exception):
+    """A transcript that cannot be run as written: the message is shown on the Flows page."""
+
+
+# Runs a transcript (docs/simulate.md) with the given settings and returns its events; raises
+# TranscriptRefused for a transcript that cannot be run as written (bot/channels/serve.py).
+TranscriptRunner = Callable[[Mapping[str, Any], Any], Awaitable[list[dict[str, Any]]]]
+
+
 class Console:
     """Routes and state of the web console for one built app."""
 
-    def __init__(self, app: Any, *, http_client: Any = None, secret: bytes | None = None) -> None:
+    def __init__(self, app: Any, *, http_client: Any = None, secret: bytes | None = None,
+                 transcripts: TranscriptRunner | None = None) -> None:
         self.app = app
+        # Runs a transcript on the console channel (bot/channels/serve.py hands it in); None: not here.
+        self.transcripts = transcripts
         self.settings = app.settings
         web = self.settings.web
         if secret is None:
@@ -88,7 +100,7 @@ class Console:
                       if self.method == "entra" and not self.problems else None)
         if self.entra is not None:
             app.on_close(self.entra.close)
-        self.slack = (SlackSignIn(self.settings, clock=app.clock)
+        self.slack = (SlackSignIn(self.settings, clock=app.clock, accounts=app.accounts.get("slack"))
                       if self.method == "slack" and not self.problems else None)
         if self.slack is not None:
             app.on_close(self.slack.aclose)
@@ -574,23 +586,23 @@ class Console:
 
         import yaml
 
-        from bot.channels.console.simulate import TranscriptError, run_transcript
-
         text = form.get("transcript", "")[:MAX_TRANSCRIPT]
         try:
+            if self.transcripts is None:
+                raise TranscriptRefused("transcripts cannot be tried in this console; use `helpdesk simulate`")
             doc = yaml.safe_load(text)
             if not isinstance(doc, dict):
-                raise TranscriptError("a transcript is a mapping with `turns:` (see the example)")
+                raise TranscriptRefused("a transcript is a mapping with `turns:` (see the example)")
             if len(doc.get("turns") or []) > 50:
-                raise TranscriptError("at most 50 turns in the browser; use `helpdesk simulate` for longer ones")
+                raise TranscriptRefused("at most 50 turns in the browser; use `helpdesk simulate` for longer ones")
             async with asyncio.timeout(60):
-                events = await run_transcript(doc, _sandboxed(self.settings))
+                events = await self.transcripts(doc, _sandboxed(self.settings))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}" if mark is not None else ""
             return await self.flows(request, transcript=text, error=f"Not valid YAML{where}: "
                                     f"{getattr(exc, 'problem', exc)}", status=400)
-        except TranscriptError as exc:
+        except TranscriptRefused as exc:
             return await self.flows(request, transcript=text, error=str(exc), status=400)
         except TimeoutError:
             return await self.flows(request, transcript=text, error="The transcript took over a minute.",
@@ -691,35 +703,3 @@ class ConsoleMount:
             if self.console.slack is not None:
                 await self.console.slack.aclose()
 
-
-def start_beside_chat(app: Any, host: str, port: int) -> str:
-    """`helpdesk chat --web` (`make demo`): serve the console in the chat's process and event loop.
-    Returns the line to print: the console's address, or why it is not served."""
-    import socket
-
-    import uvicorn
-
-    from bot.channels.serve import build_asgi
-
-    if not app.settings.web.enabled:
-        return "Web console: off (web.enabled is false)."
-    try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except OSError as exc:
-        return f"Web console: not started, {host}:{port} is in use ({exc.strerror}); set HELPDESK_SERVER__PORT."
-
-    class _Quiet(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Any:  # Ctrl-C belongs to the chat
-            yield
-
-    mount = ConsoleMount(app)
-    config = uvicorn.Config(build_asgi(app, [mount]), host=host, port=port, log_config=None, access_log=False,
-                            lifespan="off")
-    app.background(_Quiet(config).serve(), "web-console")
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    who = ", ".join(email for email, _ in mount.console._demo_people()[:3])
-    extra = f" (demo sign-in: {who})" if mount.console.demo and who else ""
-    return f"Web console: http://{shown}:{port}/console/{extra}"

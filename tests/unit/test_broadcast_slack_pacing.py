@@ -11,14 +11,17 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 
+from bot.channels.members import build_member_listers
 from bot.channels.slack.api import RateLimiter, SlackApi, SlackRetryLater
 from bot.channels.slack.blocks import BlockKit
+from bot.channels.slack.members import SlackChannelMembers
 from bot.channels.slack.sender import SlackSender
 from bot.core.models import Address, Platform, Reply
-from bot.outages.audience import SlackChannelMembers, StaticAudience
+from bot.outages import audience_source
+from bot.outages.audience import ChannelMembersAudience, StaticAudience
 from bot.outbox.worker import Delivery, Pacer, Pacing
 from bot.render.renderer import Renderer
-from bot.settings import SlackSettings
+from bot.settings import SlackSettings, load_settings
 from bot.store.repos import reply_to_json
 from tests.standins.slack_api import BOT_USER, SlackStandIn, dm_of, synthetic_members
 
@@ -152,8 +155,8 @@ async def test_members_of_a_slack_channel_are_paged_and_exclude_the_bot() -> Non
     members = [*synthetic_members(2500), BOT_USER]
     with SlackStandIn(token="xoxb-test", channels={"C0BIG": members}) as standin:
         settings = SlackSettings(bot_token=SecretStr("xoxb-test"), api_url=standin.url)
-        source = SlackChannelMembers(StaticAudience([], channels={"C0DEMO": ["a@example.com"]}),
-                                     lambda: SlackApi(settings))
+        source = ChannelMembersAudience(StaticAudience([], channels={"C0DEMO": ["a@example.com"]}),
+                                        [SlackChannelMembers(lambda: SlackApi(settings))])
         found = await source.channel_members("slack", "C0BIG")
         assert [m.user_id for m in found] == synthetic_members(2500)
         assert {m.platform for m in found} == {"slack"}
@@ -177,3 +180,13 @@ async def test_a_restarted_sender_finds_a_copy_posted_by_user_id() -> None:
                                {**delivery.payload, "_interrupted": True}, 2, delivery.lane, delivery.group_key)
         assert await SlackSender(second, BlockKit(Renderer())).find_delivered(interrupted) == ts
         await second.aclose()
+
+
+def test_only_an_enabled_slack_with_a_token_lists_channel_members() -> None:
+    """build_app hands outages the listers the settings enable (bot/channels/members.py)."""
+    on = load_settings(slack={"enabled": True, "bot_token": "xoxb-test"})
+    listers = build_member_listers(on)
+    assert [(type(lister).__name__, lister.platform) for lister in listers] == [("SlackChannelMembers", "slack")]
+    assert isinstance(audience_source(on, None, listers), ChannelMembersAudience)
+    assert build_member_listers(load_settings()) == []
+    assert build_member_listers(load_settings(teams={"enabled": True})) == []  # Teams: the directory answers

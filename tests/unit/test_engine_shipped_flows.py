@@ -11,7 +11,6 @@ import pytest
 
 from bot.core.models import Platform
 from bot.core.ports import ActionOutcome, KbResult
-from bot.engine.cli import known_references
 from bot.engine.engine import Engine
 from bot.engine.loader import load_flows
 from bot.engine.spec import AskStep
@@ -30,6 +29,7 @@ from bot.engine.state import (
     Transition,
     UserTurn,
 )
+from bot.flows_cli import known_references
 from bot.render.renderer import Renderer
 
 pytestmark = pytest.mark.clock  # runs again with the system clock a year ahead (.ci/run)

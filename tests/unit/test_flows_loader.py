@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine.cli import ACTIONS, TRIAGE_LABELS, known_references
 from bot.engine.loader import Known, load_flows
+from bot.flows_cli import ACTIONS, TRIAGE_LABELS, known_references
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN = Known(templates=frozenset({"help", "smalltalk"}), actions=frozenset({"reset_password"}),
@@ -242,7 +242,7 @@ def test_validate_command_checks_pinned_articles_and_setting_categories(tmp_path
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
-    from bot.engine.cli import flows_app
+    from bot.flows_cli import flows_app
 
     write(tmp_path, "demo", GOOD.format(id="demo").replace(
         "  - id: done\n", "  - id: articles\n    kind: kb\n    articles: [not-an-article]\n  - id: done\n"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from bot.engine.cli import ACTIONS as FLOW_CHECK_ACTIONS
+from bot.flows_cli import ACTIONS as FLOW_CHECK_ACTIONS
 from bot.graph.actions import base
 from bot.graph.actions.registry import ACTION_NAMES, ACTIONS, BY_NAME, MUTATING, does
 from bot.settings import ActionPolicySettings

@@ -14,7 +14,8 @@ from sqlalchemy import select
 
 from bot.channels.console.channel import click_incoming, text_incoming
 from bot.channels.console.simulate import FakeClock
-from bot.outages.audience import Member, StaticAudience
+from bot.core.ports import ChannelUnreachable
+from bot.outages.audience import ChannelMembersAudience, Member, StaticAudience
 from bot.outages.service import OutageService
 from bot.outbox.worker import Delivery, OutboxWorker
 from bot.store.migrate import upgrade
@@ -420,3 +421,23 @@ async def test_disabled_account_listed_as_admin_cannot_post(tmp_path: Path) -> N
             assert not list((await session.execute(select(OutboxRow))).scalars())
     finally:
         await app.aclose()
+
+
+async def test_channel_members_come_from_the_platform_that_can_list_them() -> None:
+    """The ChannelMembers port: a platform that lists members answers (as user ids); a conversation
+    it cannot list, or a platform with no lister (Teams), gets what the directory knows."""
+
+    class Lister:
+        platform = "slack"
+
+        async def members(self, conversation_id: str) -> list[str]:
+            if conversation_id == "C0GONE":
+                raise ChannelUnreachable("channel_not_found")
+            return ["U1", "U2"]
+
+    base = StaticAudience([], channels={"teams:19:abc": ["b@example.com"], "C0GONE": ["a@example.com"]})
+    source = ChannelMembersAudience(base, [Lister()])
+    assert [(m.user_id, m.platform) for m in await source.channel_members("slack", "C0ALL")] == [
+        ("U1", "slack"), ("U2", "slack")]
+    assert [m.email for m in await source.channel_members("slack", "C0GONE")] == ["a@example.com"]
+    assert [m.email for m in await source.channel_members("teams", "19:abc")] == ["b@example.com"]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.engine.cli import NOT_IT_LABELS, evaluate
 from bot.engine.loader import load_flows
 from bot.engine.triage import Triage
+from bot.flows_cli import NOT_IT_LABELS, evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -156,3 +156,16 @@ async def test_admin_tries_a_transcript_in_the_browser_sandboxed(console: Consol
     refused = await console.client.post("/console/flows/try", data={"csrf": await console.csrf(),
                                                                      "transcript": transcript})
     assert refused.status_code == 403
+
+
+async def test_a_transcript_the_runner_refuses_or_a_console_without_one_says_why(console: ConsoleHarness) -> None:
+    """The runner is handed in by serve (bot/channels/serve.py); its refusal is shown, and a console
+    built without one says transcripts cannot be tried there."""
+    await console.sign_in(ADMIN)
+    token = await console.csrf("/console/flows")
+    unknown = "as: alice@example.com\nturns:\n  - wait: soon\n"
+    page = await console.client.post("/console/flows/try", data={"csrf": token, "transcript": unknown})
+    assert page.status_code == 400 and "expected a duration like 90s" in page.text
+    console.console.transcripts = None
+    page = await console.client.post("/console/flows/try", data={"csrf": token, "transcript": unknown})
+    assert page.status_code == 400 and "cannot be tried in this console" in page.text

@@ -8,9 +8,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bot.core.models import Action, Address, Button, Form, Incoming, Platform, PlatformUser, Reply
-from bot.outbox.worker import Delivery, Undeliverable
-from bot.store.repos import reply_from_json
+from bot.core.models import Action, Address, Button, Form, Incoming, Platform, PlatformUser, Reply, reply_from_json
+from bot.core.ports import Delivery, Undeliverable
 
 COMMAND_PREFIX = "/helpdesk"
 

@@ -16,7 +16,8 @@ from bot.channels.console.channel import (
     text_incoming,
 )
 from bot.core.models import Button, Form, Reply
-from bot.outbox.worker import Delivery, OutboxWorker
+from bot.core.ports import Delivery
+from bot.outbox.worker import OutboxWorker
 
 BANNER = """{name}: you are chatting as {email}. Type your question; pick a choice by its number.
 Type /helpdesk help for commands, "quit" to leave."""

@@ -38,7 +38,7 @@ from bot.channels.console.channel import (
     text_incoming,
 )
 from bot.core.models import Button, Form, Reply
-from bot.outbox.worker import Delivery
+from bot.core.ports import Delivery
 from bot.settings import Settings
 from bot.store.migrate import upgrade
 

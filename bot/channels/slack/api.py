@@ -26,7 +26,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.outbox.worker import RetryLater, Undeliverable
+from bot.core.ports import RetryLater, Undeliverable
 from bot.settings import SlackSettings
 
 log = logging.getLogger("bot.slack.api")

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.core.models import SECRET_PREVIEW, Button, Form, FormField, Reply
-from bot.render.renderer import Renderer, escape_mrkdwn
+from bot.core.text import escape_mrkdwn
+from bot.render.renderer import Renderer
 
 SECTION_TEXT = 3000
 MESSAGE_BLOCKS = 50

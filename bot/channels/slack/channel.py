@@ -50,9 +50,8 @@ from bot.channels.slack.translate import (
     to_incoming,
 )
 from bot.core.models import Button, Person, Platform, PlatformUser, Reply
-from bot.outbox.worker import RetryLater
+from bot.core.ports import DurableInbox, InboxItem, RetryLater
 from bot.settings import Settings
-from bot.store.inbox import Inbox, InboxItem
 
 log = logging.getLogger("bot.slack")
 
@@ -153,7 +152,7 @@ class SlackChannel:
         # Acknowledged work is durable: stored before the ack, handled from the inbox, replies
         # through the outbox in the turn's transaction (bot/store/inbox.py).
         cfg = settings.inbox
-        self.inbox = Inbox(app.sessions, lease_seconds=cfg.lease_seconds, max_attempts=cfg.max_attempts)
+        self.inbox: DurableInbox = app.durable_inbox()
         self.inbox_poll_seconds = cfg.poll_seconds
         self.max_in_flight = max(1, cfg.concurrency)
         self.drain_seconds = cfg.drain_seconds

@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.channels.slack.channel import SlackChannel
-from bot.outbox.worker import Sender
+from bot.core.ports import Sender
 from bot.settings import Settings
 
 log = logging.getLogger("bot.slack")

@@ -24,10 +24,9 @@ from typing import Any
 from bot.channels.slack.api import SlackApi, SlackUndeliverable
 from bot.channels.slack.blocks import BlockKit
 from bot.channels.slack.translate import is_dm
-from bot.core.models import Address, Outbound, Platform, Reply
-from bot.outbox.worker import Delivery, RetryLater, Undeliverable
+from bot.core.models import Address, Outbound, Platform, Reply, reply_from_json
+from bot.core.ports import Delivery, RetryLater, Undeliverable
 from bot.render.renderer import Renderer
-from bot.store.repos import reply_from_json
 
 log = logging.getLogger("bot.slack.send")
 

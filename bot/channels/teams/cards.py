@@ -92,7 +92,7 @@ def _secret_card(renderer: Renderer, reply: Reply) -> dict[str, Any]:
     if not isinstance(parts, dict) or "value" not in parts:
         # No parts to show exactly: say nothing of it rather than show it altered.
         parts = {"label": "A private message", "value": "", "advice": "Ask me again to see it."}
-    from bot.render.renderer import escape_teams
+    from bot.core.text import escape_teams
 
     label = escape_teams(str(parts.get("label") or "Your temporary password")) + ":"
     advice = escape_teams(("Only you can see this message. It is shown once and not stored anywhere. "

@@ -29,7 +29,6 @@ from bot.channels.teams.delivery import Deliverer, Target, Unreachable
 from bot.channels.teams.translate import Translated, split_thread, translate
 from bot.core.models import Address, Incoming, Outbound, Platform, PlatformUser, Reply
 from bot.core.pipeline import Pipeline, TurnResult, person_context
-from bot.store.repos import UnitOfWork
 
 log = logging.getLogger("bot.teams")
 
@@ -139,22 +138,19 @@ class TeamsChannel:
         if ref.conversation_type == "personal" and ref.user_id:
             user = PlatformUser(Platform.TEAMS, ref.user_id, aad_object_id=ref.aad_object_id)
             person = await self.resolver.resolve(user)
-            async with self.pipeline.sessions() as session, session.begin():
-                uow = UnitOfWork(session, now=self.pipeline.clock(), actor=person.email if person else None)
-                if not await uow.first_time(f"teams:installed:{ref.conversation_id}:{ref.user_id}"):
-                    return
-                if person is not None:
-                    await uow.remember_person(person, user, Address(Platform.TEAMS, ref.conversation_id))
-                    context["first_name"] = person_context(person)["first_name"]
-                uow.emit("teams_installed", scope="personal", known=person is not None)
+            if not await self.pipeline.record_once(
+                    f"teams:installed:{ref.conversation_id}:{ref.user_id}", "teams_installed", person=person,
+                    user=user, direct=Address(Platform.TEAMS, ref.conversation_id), scope="personal",
+                    known=person is not None):
+                return
+            if person is not None:
+                context["first_name"] = person_context(person)["first_name"]
             template = "welcome"
         else:
-            async with self.pipeline.sessions() as session, session.begin():
-                uow = UnitOfWork(session, now=self.pipeline.clock())
-                if not await uow.first_time(f"teams:installed:{ref.conversation_id}"):
-                    return
-                uow.emit("teams_installed", scope=ref.conversation_type or "channel",
-                         conversation=ref.conversation_id)
+            if not await self.pipeline.record_once(
+                    f"teams:installed:{ref.conversation_id}", "teams_installed",
+                    scope=ref.conversation_type or "channel", conversation=ref.conversation_id):
+                return
             template = "welcome_channel"
         text = self.renderer.text(Platform.TEAMS, template=template, context=context)
         target = Target(ref.service_url, ref.conversation_id, ref.conversation_id,

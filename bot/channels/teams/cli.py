@@ -22,7 +22,7 @@ def package(
 ) -> None:
     """Build the Teams app package (manifest.json, color.png, outline.png) to upload in Teams."""
     from bot.channels.teams.package import PackageError, build_package
-    from bot.cli import fail, settings_or_exit
+    from bot.clikit import fail, settings_or_exit
 
     settings = settings_or_exit(log=False)
     try:

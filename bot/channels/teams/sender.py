@@ -18,9 +18,8 @@ import random
 
 from bot.channels.teams.connector import ConnectorError
 from bot.channels.teams.delivery import Deliverer, Unreachable
-from bot.core.models import Address
-from bot.outbox.worker import Delivery, RetryLater, Undeliverable
-from bot.store.repos import reply_from_json
+from bot.core.models import Address, reply_from_json
+from bot.core.ports import Delivery, RetryLater, Undeliverable
 
 log = logging.getLogger("bot.teams.sender")
 

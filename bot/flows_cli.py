@@ -1,5 +1,8 @@
 """Command-line tools for flow authors and admins: `helpdesk flows validate`, `helpdesk triage`,
-`helpdesk eval triage`. Typer apps, mounted by bot/cli.py; they need no database."""
+`helpdesk eval triage`. Typer apps, mounted by bot/cli.py; they need no database.
+
+Outside bot/engine on purpose: checking flows against the knowledge base, the templates and the
+settings means importing those rooms, which the engine itself never does (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from bot.engine.loader import FlowSet, Known, load_flows
 from bot.engine.spec import Flow
 from bot.engine.state import FALLBACK_FLOW, V_START, ConversationState, Emit, TriageGuess
 from bot.engine.triage import Triage
+from bot.graph.actions.registry import ACTION_NAMES
 from bot.settings import TriageSettings
 
 TRIAGE_LABELS: tuple[str, ...] = (
@@ -28,10 +32,8 @@ TRIAGE_LABELS: tuple[str, ...] = (
 )
 # Labels that are not an IT flow, for "not-IT messages sent into an IT flow".
 NOT_IT_LABELS = frozenset({"human", "smalltalk", "out_of_scope", "fallback"})
-ACTIONS: frozenset[str] = frozenset({
-    "reset_password", "account_status", "revoke_sessions", "mfa_reset", "request_group_access",
-    "device_actions", "set_out_of_office", "storage_quota",
-})
+# The actions a flow's `action:` step may name: the one registry (importing it contacts nothing).
+ACTIONS: frozenset[str] = ACTION_NAMES
 
 flows_app = typer.Typer(help="Conversation flows.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure the bot against labelled data.", no_args_is_help=True)
