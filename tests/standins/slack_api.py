@@ -226,6 +226,17 @@ class SlackStandIn:
             queue.pop(0)
         return injection
 
+    def _injected(self, method: str, call: Call) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """The answer of a failure injected for `method` (429 with Retry-After, or an error body)."""
+        injection = self._take_injection(method)
+        if injection is None:
+            return None
+        call.ok = False
+        if injection.status == 429:
+            call.status = 429
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{injection.retry_after:g}"}
+        return 200, {"ok": False, "error": injection.error}, {}
+
     def _rate_ok(self, channel: str) -> bool:
         if not self.channel_rate or not channel:
             return True
@@ -267,13 +278,9 @@ class SlackStandIn:
             self.calls.append(call)
             auth = headers.get("authorization", "")
             if method in CLIENT_METHODS:
-                injection = self._take_injection(method)
-                if injection is not None:
-                    call.ok = False
-                    if injection.status == 429:
-                        call.status = 429
-                        return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{injection.retry_after:g}"}
-                    return 200, {"ok": False, "error": injection.error}, {}
+                injected = self._injected(method, call)
+                if injected is not None:
+                    return injected
                 body = self._oidc_token(params, auth)
                 call.ok = bool(body.get("ok"))
                 return 200, body, {}
@@ -289,13 +296,9 @@ class SlackStandIn:
                 call.ok = False
                 known = auth in (f"Bearer {self.token}", f"Bearer {self.app_token}")  # a real token, wrong kind
                 return 200, {"ok": False, "error": "not_allowed_token_type" if known else "invalid_auth"}, {}
-            injection = self._take_injection(method)
-            if injection is not None:
-                call.ok = False
-                if injection.status == 429:
-                    call.status = 429
-                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": f"{injection.retry_after:g}"}
-                return 200, {"ok": False, "error": injection.error}, {}
+            injected = self._injected(method, call)
+            if injected is not None:
+                return injected
             if method == "chat.postMessage" and str(params.get("channel") or "")[:1] in ("U", "W"):
                 params["channel"] = dm_of(str(params["channel"]))  # a user id posts in their DM with the bot
             if method in ("chat.postMessage", "chat.postEphemeral") and not (
