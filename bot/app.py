@@ -80,6 +80,8 @@ class App:
             from bot.store.inbox import Inbox
 
             cfg = self.settings.inbox
+            # The real clock, not `self.clock`: the inbox's times are leases and retry backoff (pacing),
+            # which must run on while a test's or simulate's injected clock stands still.
             self._inbox = Inbox(self.sessions, lease_seconds=cfg.lease_seconds, max_attempts=cfg.max_attempts)
         return self._inbox
 
@@ -139,7 +141,7 @@ def _build_kb(settings: Settings) -> Any:
     return ReloadingKb(settings.kb_dir, interval=settings.kb.reload_seconds)
 
 
-def _build_directory(settings: Settings, clock: Callable[[], datetime] = system_clock
+def _build_directory(settings: Settings, clock: Callable[[], datetime]
                      ) -> tuple[Any, PersonResolver, Any]:
     from bot.graph.factory import build_action_runner, build_directory, build_resolver
     from bot.graph.policy import PolicyError

@@ -221,6 +221,7 @@ def purge(days: Annotated[int | None, typer.Option("--days", help="Override rete
 
         engine = create_engine(settings.database_url)
         try:
+            # A command-line entry point: the real clock is the injected clock here (as build_app's default).
             return await run_purge(session_factory(engine), now=datetime.now(UTC), days=keep)
         finally:
             await engine.dispose()

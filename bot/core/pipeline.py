@@ -177,8 +177,9 @@ class UowActionContext:
         # (a technician confirming their identity) answers there later.
         self.reply_to = reply_to
         # Verification codes, grants, pending identity checks and rate limits: in the turn's
-        # transaction, visible to every replica.
-        self.state: SharedState = SqlSharedState(uow.session)
+        # transaction, visible to every replica. Expiry is judged at the turn's time (the injected
+        # clock's reading the UnitOfWork records everything with), not by the real clock.
+        self.state: SharedState = SqlSharedState(uow.session, clock=uow.now.timestamp)
 
     def emit(self, type: str, **data: Any) -> None:
         self.uow.emit(type, **data)

@@ -300,6 +300,8 @@ class DemoDirectory:
                 status=400,
                 operation="reset_password",
             )
+        # The directory's own clock, as Entra stamps lastPasswordChangeDateTime server-side (the demo
+        # directory stands in for the server; it is not code governed by the app's clock).
         person.user = replace(person.user, last_password_change=datetime.now(UTC))
         return Receipt(_rid())
 
@@ -323,7 +325,7 @@ class DemoDirectory:
             value=value,
             lifetime_minutes=lifetime_minutes,
             usable_once=usable_once,
-            starts=datetime.now(UTC),
+            starts=datetime.now(UTC),  # Entra's startDateTime: the directory server's clock
             request_id=_rid(),
         )
 

@@ -36,6 +36,6 @@ def build_resolver(settings: Settings, directory: Directory) -> DirectoryPersonR
 
 
 def build_action_runner(settings: Settings, directory: Directory,
-                        clock: Callable[[], datetime] | None = None) -> SelfServiceRunner:
+                        clock: Callable[[], datetime]) -> SelfServiceRunner:
     """Raises `PolicyError` for unsafe settings (verification `none` with Graph)."""
     return SelfServiceRunner(settings, directory, clock=clock)

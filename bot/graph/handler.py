@@ -36,4 +36,4 @@ async def expire_access_requests(app: Any, desk: ApprovalDesk) -> None:
         ctx = UowActionContext(uow, app.default_platform, f"expiry:{now.isoformat()}")
         await desk.expire_pending(ctx, session, now=now)
         # Expired codes, grants and identity checks nobody asked about again.
-        await SqlSharedState(session).purge_expired()
+        await SqlSharedState(session, clock=now.timestamp).purge_expired()

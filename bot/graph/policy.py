@@ -3,7 +3,6 @@ check comes first. Pure decisions over settings and directory facts; no I/O."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -94,9 +93,10 @@ class ActionPolicy:
 
 class RateLimiter:
     """Sliding one-hour window per (person, action), in `SharedState`: every replica counts the
-    same attempts, so N replicas still allow the setting, not N times it."""
+    same attempts, so N replicas still allow the setting, not N times it. The window is judged by
+    `clock` (epoch seconds, the app's injected clock; no default)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time, window_seconds: float = 3600.0) -> None:
+    def __init__(self, clock: Callable[[], float], window_seconds: float = 3600.0) -> None:
         self._clock = clock
         self._window = window_seconds
 

@@ -8,7 +8,9 @@ receives the person's answer, and a technician's Approve finds its request where
 
 A code is never stored: only a salted scrypt hash of it (n=2^14, r=8, about 50 ms per try), so a
 leaked row cannot be turned back into the code by trying all million codes within its 10 minutes.
-Times are wall-clock epoch seconds, the one clock replicas share.
+Times are wall-clock epoch seconds, the one clock replicas share, read from the app's injected
+clock (`App.clock`, through the runner): nothing here has a default clock, so a fake clock in tests
+or `helpdesk simulate` governs codes, grants and approvals exactly as it governs everything else.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -35,7 +36,7 @@ def _hash(code: str, salt: bytes) -> bytes:
 class MemoryState:
     """`SharedState` in this process's memory (one process, or tests)."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._values: dict[str, tuple[dict[str, Any], float]] = {}
 
@@ -77,7 +78,7 @@ class VerificationStore:
         max_attempts: int = 3,
         grant_seconds: float = 900,
         approval_ttl_seconds: float = 3600,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
     ) -> None:
         self._code_ttl = code_ttl_seconds
         self._max_attempts = max_attempts

@@ -29,6 +29,8 @@ class SignedWebhook:
         self.cfg = cfg
         self.secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret else ""
         self.client = httpx.AsyncClient(transport=transport, timeout=cfg.timeout_seconds)
+        # Real epoch seconds by default, not the app's injected clock: the receiver checks this stamp
+        # against its own real clock (a replay window), so a fake app clock would get us refused.
         self.clock = clock
         self.delivery_id = ""  # set by the sender for each call: the outbox row's idempotency key
 

@@ -8,7 +8,6 @@ of one conversation never interleave, on any number of replicas.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -207,9 +206,12 @@ def _aware(value: datetime | None) -> datetime | None:
 
 class SqlSharedState:
     """`SharedState` in the `shared_state` table, inside the caller's transaction: what an action
-    writes commits or rolls back with the turn, and every replica reads the same rows."""
+    writes commits or rolls back with the turn, and every replica reads the same rows.
 
-    def __init__(self, session: AsyncSession, clock: Callable[[], float] = time.time) -> None:
+    `clock` (epoch seconds) judges expiry. It has no default: the app's injected clock (or the
+    turn's `UnitOfWork.now`) must govern it, never the real clock behind a fake one."""
+
+    def __init__(self, session: AsyncSession, clock: Callable[[], float]) -> None:
         self.session = session
         self.clock = clock
 

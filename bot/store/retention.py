@@ -148,7 +148,9 @@ async def _scrub_events(sessions: async_sessionmaker[AsyncSession], since: datet
     async with sessions() as session, session.begin():
         from bot.store.repos import SqlSharedState
 
-        await SqlSharedState(session).put(WATERMARK_KEY, {"through": cutoff.isoformat()}, expires=4102444800.0)
+        # Only put() runs here, which reads no clock; `cutoff` (from the caller's `now`) stands in.
+        await SqlSharedState(session, clock=cutoff.timestamp).put(
+            WATERMARK_KEY, {"through": cutoff.isoformat()}, expires=4102444800.0)
     return scrubbed
 
 

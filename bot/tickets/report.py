@@ -267,6 +267,8 @@ def _deflection(ended: Sequence[Any], tickets: Sequence[Any]) -> dict[str, Any]:
     """`ended`: the closed segments in id order (_EventSql.segments)."""
     outcomes: Counter[str] = Counter()
     deflected: list[tuple[str, str, datetime]] = []  # (person, category, at)
+    # `or datetime.now(UTC)` below only fills a missing timestamp (rows always carry one); no
+    # window is measured from it against the report's `now`.
     for segment in ended:
         flow, outcome = segment.flow, segment.outcome
         if flow in NOT_DEFLECTABLE:

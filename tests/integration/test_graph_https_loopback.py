@@ -3,16 +3,21 @@ from HELPDESK_GRAPH__* variables, trust from SSL_CERT_FILE, no transport injecte
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bot.channels.console.simulate import FakeClock
 from bot.core.models import Person, Platform, PlatformUser
 from bot.core.ports import ActionRequest
 from bot.graph import build_action_runner, build_directory, build_resolver
 from bot.settings import load_settings
 from tests.standins.backends import RecordingContext
 from tests.standins.graph import GraphStandIn, serve_https
+
+# The injected clock the runner judges codes, grants, approvals and rate limits by.
+CLOCK = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
 
 
 async def test_graph_backend_over_loopback_https(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,7 +36,7 @@ async def test_graph_backend_over_loopback_https(tmp_path: Path, monkeypatch: py
         settings = load_settings()
         directory = build_directory(settings)
         resolver = build_resolver(settings, directory)
-        runner = build_action_runner(settings, directory)
+        runner = build_action_runner(settings, directory, clock=CLOCK)
         try:
             person = await resolver.resolve(PlatformUser(Platform.SLACK, "U1", email="alice@example.com"))
             assert isinstance(person, Person) and person.display_name == "Alice Employee"

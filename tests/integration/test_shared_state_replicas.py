@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot.channels.console.simulate import FakeClock
 from bot.core.models import Button, Person, Role
 from bot.core.ports import ActionOutcome, ActionRequest
 from bot.graph.actions.runner import SelfServiceRunner
@@ -28,6 +30,9 @@ ALICE = Person("0d8f8a1e-0000-4000-8000-000000000001", "alice@example.com", "Ali
 TOM = Person("0d8f8a1e-0000-4000-8000-000000000010", "tom.tech@example.com", "Tom Technician",
              roles=frozenset({Role.EMPLOYEE, Role.TECHNICIAN}))
 
+# The injected clock these runners judge codes, grants and rate limits by (a fixed moment).
+CLOCK = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+
 pytestmark = [pytest.mark.clock, pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)]
 
 
@@ -35,7 +40,7 @@ class TurnContext:
     """What the core gives an action: events, notices and the shared state, all in one transaction."""
 
     def __init__(self, session: Any) -> None:
-        self.state = SqlSharedState(session)
+        self.state = SqlSharedState(session, clock=lambda: CLOCK().timestamp())
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.notices: list[tuple[str, str, tuple[Button, ...]]] = []
 
@@ -52,7 +57,7 @@ async def cluster(db_url: str) -> AsyncIterator[tuple[Backend, list[SelfServiceR
     engine = create_engine(db_url)
     backend = make_backend("demo", verification="email_code", rate_limit_per_hour=3)
     policy = ActionPolicy(backend.settings.actions, backend=backend.kind, allow_unverified=True)
-    replicas = [SelfServiceRunner(backend.settings, backend.directory, policy=policy) for _ in range(2)]
+    replicas = [SelfServiceRunner(backend.settings, backend.directory, policy=policy, clock=CLOCK) for _ in range(2)]
     try:
         yield backend, replicas, session_factory(engine)
     finally:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from bot.channels.console.simulate import FakeClock
 from bot.core.models import Person, Role
 from bot.core.ports import ActionOutcome, ActionRequest
 from bot.graph.actions.runner import SelfServiceRunner
@@ -35,11 +37,15 @@ TOM = Person(
 )
 
 
+# The injected clock these runners judge codes, grants and rate limits by (a fixed moment).
+CLOCK = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+
+
 class Harness:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         policy = ActionPolicy(backend.settings.actions, backend=backend.kind, allow_unverified=True)
-        self.runner = SelfServiceRunner(backend.settings, backend.directory, policy=policy)
+        self.runner = SelfServiceRunner(backend.settings, backend.directory, policy=policy, clock=CLOCK)
         self.ctx = RecordingContext()
 
     async def run(self, name: str, person: Person = ALICE, **args: str) -> ActionOutcome:
@@ -309,7 +315,7 @@ async def test_technician_approval_needs_a_technician(make: Factory) -> None:
 def test_verification_none_refused_with_graph() -> None:
     backend = make_backend("graph", verification="none")
     with pytest.raises(PolicyError):
-        build_action_runner(backend.settings, backend.directory)
+        build_action_runner(backend.settings, backend.directory, clock=CLOCK)
 
 
 # ----- account_status ---------------------------------------------------------------------------

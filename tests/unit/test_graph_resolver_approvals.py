@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from bot.channels.console.simulate import FakeClock
 from bot.core.models import Person, Platform, PlatformUser, Role
 from bot.core.ports import ActionRequest
 from bot.graph.actions.runner import SelfServiceRunner
@@ -18,6 +19,9 @@ from bot.graph.resolver import DirectoryPersonResolver
 from bot.settings import RoleSettings
 from bot.store.tables import Base
 from tests.standins.backends import RecordingContext, make_backend
+
+# The injected clock the runner judges codes, grants, approvals and rate limits by.
+CLOCK = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
 
 ALICE_ID = "0d8f8a1e-0000-4000-8000-000000000001"
 
@@ -97,7 +101,7 @@ async def _request(
     kind: str, session: AsyncSession, **actions: Any
 ) -> tuple[Any, SelfServiceRunner, RecordingContext, str]:
     backend = make_backend(kind, **actions)
-    runner = SelfServiceRunner(backend.settings, backend.directory)
+    runner = SelfServiceRunner(backend.settings, backend.directory, clock=CLOCK)
     ctx = RecordingContext(session=session)
     alice = Person(ALICE_ID, "alice@example.com", "Alice Employee")
     outcome = await runner.run(
@@ -157,7 +161,7 @@ async def test_deny_and_wrong_approver(kind: str, session: AsyncSession) -> None
 
 async def test_requests_expire(kind: str, session: AsyncSession) -> None:
     backend, runner, ctx, rid = await _request(kind, session)
-    later = datetime.now(UTC) + timedelta(hours=73)
+    later = CLOCK() + timedelta(hours=73)
     assert await runner.approvals.expire_pending(ctx, session, now=later) == 1
     await session.commit()
     assert ctx.notices[-1].email == "alice@example.com" and "expired" in ctx.notices[-1].text
@@ -192,7 +196,7 @@ async def test_disabled_account_has_no_role_even_when_listed(kind: str) -> None:
 
 async def test_approver_sees_the_reason_the_requester_typed(kind: str, session: AsyncSession) -> None:
     backend = make_backend(kind)
-    runner = SelfServiceRunner(backend.settings, backend.directory)
+    runner = SelfServiceRunner(backend.settings, backend.directory, clock=CLOCK)
     ctx = RecordingContext(session=session)
     alice = Person(ALICE_ID, "alice@example.com", "Alice Employee")
     reason = "Q3   campaign\nfiles for <!channel> & *launch*"
@@ -248,7 +252,7 @@ async def test_declined_or_expired_access_is_not_done(kind: str, session: AsyncS
     denied = await _ask_again(runner, ctx, rid)
     assert not denied.ok and denied.code == "access_denied" and not denied.escalate
     backend2, runner2, ctx2, rid2 = await _request(kind, session)
-    assert await runner2.approvals.expire_pending(ctx2, session, now=datetime.now(UTC) + timedelta(hours=73)) >= 1
+    assert await runner2.approvals.expire_pending(ctx2, session, now=CLOCK() + timedelta(hours=73)) >= 1
     expired = await _ask_again(runner2, ctx2, rid2)
     assert not expired.ok and expired.code == "access_expired"
     await backend.directory.aclose()

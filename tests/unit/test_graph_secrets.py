@@ -12,12 +12,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from bot.channels.console.simulate import FakeClock
 from bot.core.models import Person
 from bot.core.ports import ActionRequest
 from bot.graph.actions.runner import SelfServiceRunner
 from bot.graph.policy import ActionPolicy
 from bot.store.tables import Base, EventRow
 from tests.standins.backends import RecordingContext, make_backend
+
+# The injected clock the runner judges codes, grants, approvals and rate limits by.
+CLOCK = FakeClock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
 
 ALICE = Person("0d8f8a1e-0000-4000-8000-000000000001", "alice@example.com", "Alice Employee")
 
@@ -46,6 +50,7 @@ async def test_secrets_never_leak(
         backend.settings,
         backend.directory,
         policy=ActionPolicy(backend.settings.actions, backend=kind, allow_unverified=True),
+        clock=CLOCK,
     )
     ctx = RecordingContext(session=session)
     caplog.set_level(logging.DEBUG)
@@ -92,7 +97,7 @@ async def test_secrets_never_leak(
 
 async def test_secret_not_in_log_when_action_crashes(caplog: pytest.LogCaptureFixture) -> None:
     backend = make_backend("demo", verification="none")
-    runner = SelfServiceRunner(backend.settings, backend.directory)
+    runner = SelfServiceRunner(backend.settings, backend.directory, clock=CLOCK)
     seen: list[str] = []
     original = backend.demo.reset_password
 

@@ -70,7 +70,10 @@ def _shape_problem(payload: dict[str, Any]) -> tuple[int, str] | None:
 
 def signed(secret: str, timestamp: str, body: bytes, signature: str, *, now: float | None = None) -> bool:
     """Slack's v0 request signature over the raw bytes (any bytes: slack_sdk's verifier decodes
-    the body first and raises on invalid UTF-8), within the 5-minute replay window."""
+    the body first and raises on invalid UTF-8), within the 5-minute replay window.
+
+    The window is judged by the real clock, not the app's injected one: Slack stamps requests with
+    its own (real) time, so a fake app clock must not make every genuine request look replayed."""
     if not _digits(timestamp) or abs((time.time() if now is None else now) - int(timestamp)) > 60 * 5:
         return False
     expected = "v0=" + hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()

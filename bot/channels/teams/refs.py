@@ -21,6 +21,9 @@ from bot.store.tables import PersonIdentityRow, PersonRow, TeamsActivityRow, Tea
 
 
 class RefStore:
+    """`updated_at` is stamped with the real clock on purpose: it only orders references (the most
+    recently seen conversation or service URL wins) and no expiry or business rule reads it."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bot.core.ports import ActionContext, ActionOutcome, ActionRequest, SharedState
 from bot.graph.actions import identity
@@ -45,24 +45,31 @@ class SelfServiceRunner:
         policy: ActionPolicy | None = None,
         limiter: RateLimiter | None = None,
         verification: VerificationStore | None = None,
-        clock: Callable[[], datetime] | None = None,
+        clock: Callable[[], datetime],
     ) -> None:
-        # The app's injected clock: access-request expiry and password ages are judged by the same
-        # clock as the periodic expiry job (simulate's fake clock, tests' fixed one).
-        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        # The app's injected clock (required, so the real clock cannot slip in behind a fake one):
+        # access-request expiry, password ages, code and grant lifetimes, identity-approval expiry
+        # and rate-limit windows are all judged by it, as is the periodic expiry job (simulate's
+        # fake clock, tests' fixed one).
+        self.clock: Callable[[], datetime] = clock
+
+        def epoch() -> float:
+            return self.clock().timestamp()
+
         self.settings = settings
         self.directory = directory
         self.actions = settings.actions
         self.policy = policy or ActionPolicy(settings.actions, backend=directory.backend)
-        self.limiter = limiter or RateLimiter()
+        self.limiter = limiter or RateLimiter(epoch)
         # Where verification and rate-limit state lives when the context brings none (a context
         # from the core brings the shared_state table, in the turn's transaction).
-        self._local_state = MemoryState()
+        self._local_state = MemoryState(epoch)
         self.verification = verification or VerificationStore(
             code_ttl_seconds=settings.actions.code_ttl_minutes * 60,
             max_attempts=settings.actions.code_max_attempts,
             grant_seconds=settings.actions.verified_minutes * 60,
             approval_ttl_seconds=settings.actions.request_expiry_hours * 3600,
+            clock=epoch,
         )
         self.approvals = ApprovalDesk(self)
 
