@@ -283,9 +283,11 @@ def person_forget(
     from bot.itsm.sync import LABELS
 
     for record in done.remote:
-        where = " ".join(p for p in (record["remote_key"], record["url"]) if p)
+        ref = record["ticket_ref"]
+        where = " ".join(p for p in (record["remote_key"], record["url"]) if p) \
+            or f"the record of {ref} being created as this ran (its summary starts [{ref}])"
         typer.echo(f"also in {LABELS.get(record['system'], record['system'])}: {where} "
-                   f"(ticket {record['ticket_ref']}): erase it there; the bot cannot")
+                   f"(ticket {ref}): erase it there; the bot cannot")
 
 
 @app.command()

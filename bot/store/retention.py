@@ -389,6 +389,16 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
         # The remote records stay linked (ids and keys); the record of the request names them, keys only.
         remote = [{"ticket_ref": link.ticket_ref, "system": link.system, "remote_key": link.remote_key,
                    "url": link.url} for link in links]
+        # A create being sent right now cannot be recalled: its record is named without a key yet.
+        linked = {link.ticket_ref for link in links}
+        in_flight = (await session.execute(select(OutboxRow).where(
+            OutboxRow.lane.in_(sorted(itsm_lanes)), OutboxRow.status == "sending"))).scalars().all()
+        for row in in_flight:
+            ref = str((row.address or {}).get("ref", ""))
+            if ref and ref not in linked:
+                linked.add(ref)
+                remote.append({"ticket_ref": ref, "system": str((row.address or {}).get("system", "")),
+                               "remote_key": "", "url": ""})
         data: dict[str, Any] = {"removed": dict(counts)}
         if remote:
             data["remote"] = [{"ticket": r["ticket_ref"], "system": r["system"], "key": r["remote_key"]}

@@ -152,3 +152,13 @@ async def test_purge_scrubs_delivered_calls_to_the_ticket_system(rig: Rig) -> No
     for row in itsm:
         text = json.dumps(row.payload)
         assert "zebra" not in text and "VPN drops" not in text and ALICE not in text and PURGED in text
+
+
+async def test_a_create_in_flight_while_forgetting_is_still_named(rig: Rig) -> None:
+    from sqlalchemy import update
+
+    ref = await rig.open("VPN drops", "vpn")
+    async with rig.app.sessions() as session, session.begin():  # a worker is sending the create right now
+        await session.execute(update(OutboxRow).where(OutboxRow.platform == "itsm").values(status="sending"))
+    result = await forget_person(rig.app.sessions, ALICE, now=rig.clock(), actor="dpo@example.com")
+    assert result.remote == [{"ticket_ref": ref, "system": "jira", "remote_key": "", "url": ""}]
