@@ -265,7 +265,8 @@ def person_forget(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation")] = False,
 ) -> None:
     """Erase a person: identities and conversations deleted, their text scrubbed, their email
-    pseudonymised in the records that stay; the request itself is audited."""
+    pseudonymised in the records that stay; the request itself is audited. Prints the records in the
+    help desk's ticket system (Jira, ServiceNow) that still hold their data, to erase there."""
     from datetime import UTC, datetime
 
     from bot.store.retention import forget_person, pseudonym
@@ -275,9 +276,19 @@ def person_forget(
         fail(f"helpdesk person forget: {email!r} is not an email address", 2)
     if not yes and not typer.confirm(f"Forget everything held about {email}? This cannot be undone"):
         fail("nothing changed", 1)
-    counts = _with_sessions(settings, lambda sessions: forget_person(
+    done = _with_sessions(settings, lambda sessions: forget_person(
         sessions, email, now=datetime.now(UTC), actor=by))
-    typer.echo(f"forgot {email} (now {pseudonym(email)}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    typer.echo(f"forgot {email} (now {pseudonym(email)}): "
+               + ", ".join(f"{k} {v}" for k, v in done.counts.items()))
+    # Their tickets' records in the help desk's ticket system still hold their data (docs/itsm.md).
+    from bot.itsm.sync import LABELS
+
+    for record in done.remote:
+        ref = record["ticket_ref"]
+        where = " ".join(p for p in (record["remote_key"], record["url"]) if p) \
+            or f"the record of {ref} being created as this ran (its summary starts [{ref}])"
+        typer.echo(f"also in {LABELS.get(record['system'], record['system'])}: {where} "
+                   f"(ticket {ref}): erase it there; the bot cannot")
 
 
 @app.command()

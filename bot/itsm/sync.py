@@ -11,6 +11,11 @@ Inbound: a webhook (authenticated by the connector) or the periodic poll gives `
 Each is applied at most once (`itsm_seen`: the webhook delivery id, each comment id), through the
 ticket service's `*_from_system` operations, which never mirror back. A status seen while an
 outbound call for that ticket is still queued is left alone: the queued call is newer.
+
+A forgotten person's tickets (`helpdesk person forget`: the requester is a pseudonym) are no longer
+mirrored either way: their remote record is for the help desk to erase there, so nothing more is sent
+to it, and a later comment or status from it is ignored (not applied), so nothing
+about the person is taken in again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from bot.itsm.port import MARKER, OPEN, RESOLVED, NewRecord, RemoteChange, Remot
 from bot.outbox.worker import Delivery, RetryLater, Undeliverable
 from bot.settings import Settings
 from bot.store.repos import UnitOfWork, insert_ignore
+from bot.store.retention import is_forgotten
 from bot.store.tables import ItsmCursorRow, ItsmLinkRow, ItsmSeenRow, OutboxRow, TicketRow
 
 log = logging.getLogger("bot.itsm")
@@ -70,6 +76,8 @@ class ItsmSync:
     # ----- mirror: called by the ticket service inside its unit of work -----------------------------
 
     def _enqueue(self, uow: UnitOfWork, row: TicketRow, key: str, payload: Mapping[str, Any]) -> None:
+        if is_forgotten(row.requester_email):
+            return  # its record there is the help desk's to erase: nothing more goes to it
         uow.enqueue_call(PLATFORM, {"system": self.system.name, "ref": row.ref}, payload,
                          idempotency_key=f"itsm:{self.system.name}:{row.ref}:{key}", lane=f"itsm:{row.ref}",
                          group_key=f"ticket:{row.ref}")
@@ -205,6 +213,12 @@ class ItsmSync:
             .with_for_update())).scalar_one_or_none()
         if link is None:
             return False  # a record the bot did not create
+        requester = (await session.execute(select(TicketRow.requester_email).where(
+            TicketRow.ref == link.ticket_ref))).scalar_one_or_none()
+        if is_forgotten(requester):
+            log.info("%s: a change from %s on %s ignored: its requester was forgotten", link.ticket_ref,
+                     self.label, link.remote_key)
+            return False
         from bot.tickets.model import TicketError
 
         if change.kind == "comment" and change.comment is not None:

@@ -12,6 +12,9 @@ counts and the record of who did what survives):
 `forget_person` replaces the person's email in what stays with a pseudonym (`forgotten:<sha256
 prefix>`, the same for the same address, so an auditor can check a request was carried out), scrubs
 their text, deletes their conversations and identities, and records a `person_forgotten` event.
+Tickets mirrored into the help desk's ticket system (bot/itsm) keep their link (ids and keys only);
+forget cancels mirroring still waiting for their tickets, stops further mirroring both ways, and
+returns the remote records that still hold their data: the help desk erases those there.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +36,7 @@ from bot.store.tables import (
     IncidentPersonRow,
     IncidentRecipientRow,
     IncidentTicketRow,
+    ItsmLinkRow,
     OutboxRow,
     PersonIdentityRow,
     PersonRow,
@@ -52,8 +57,11 @@ WATERMARK_KEY = "retention:events_scrubbed_through"
 BATCH = 500
 
 
+FORGOTTEN_PREFIX = "forgotten:"
+
+
 def pseudonym(email: str) -> str:
-    return "forgotten:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
+    return FORGOTTEN_PREFIX + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
 
 
 def scrub(data: dict[str, Any] | None, marker: str = PURGED) -> dict[str, Any]:
@@ -64,12 +72,26 @@ def scrub(data: dict[str, Any] | None, marker: str = PURGED) -> dict[str, Any]:
     return out
 
 
+def is_forgotten(email: str | None) -> bool:
+    """The address is a pseudonym: its person was forgotten."""
+    return bool(email) and str(email).startswith(FORGOTTEN_PREFIX)
+
+
 def _scrub_payload(payload: dict[str, Any] | None, marker: str = PURGED) -> dict[str, Any]:
     payload = dict(payload or {})
     reply = dict(payload.get("reply") or {})
     if reply:
         reply.update(text=marker, buttons=[], form=None, rich={})
         payload["reply"] = reply
+    # A call to the ticket system (bot/itsm/sync.py): the record's text and requester, a comment, a note.
+    record = dict(payload.get("record") or {})
+    if record:
+        record.update({k: marker for k in ("summary", "description", "requester_email", "requester_name")
+                       if k in record})
+        payload["record"] = record
+    for key in ("text", "note"):
+        if payload.get(key):
+            payload[key] = marker
     payload["purged"] = True
     return payload
 
@@ -215,6 +237,7 @@ async def export_person(sessions: async_sessionmaker[AsyncSession], email: str) 
         incidents = (await session.execute(
             select(IncidentPersonRow).where(IncidentPersonRow.email == email)
         )).scalars().all()
+        links = await _links(session, [t.ref for t in tickets])
     return {
         "email": email,
         "people": [_row(p) for p in people],
@@ -224,13 +247,35 @@ async def export_person(sessions: async_sessionmaker[AsyncSession], email: str) 
         "tickets": [_row(t, skip=("queue_posts", "version")) for t in tickets],
         "ticket_notes": [_row(n) for n in notes],
         "outage_reactions": [_row(r) for r in incidents],
+        # Their tickets' records in the help desk's ticket system (Jira, ServiceNow): held there too.
+        "itsm_records": [{"ticket_ref": link.ticket_ref, "system": link.system, "remote_key": link.remote_key,
+                          "url": link.url, "remote_status": link.remote_status} for link in links],
     }
 
 
+async def _links(session: AsyncSession, refs: list[str]) -> list[ItsmLinkRow]:
+    found: list[ItsmLinkRow] = []
+    for start in range(0, len(refs), BATCH):
+        found += (await session.execute(select(ItsmLinkRow).where(
+            ItsmLinkRow.ticket_ref.in_(refs[start:start + BATCH])))).scalars().all()
+    return sorted(found, key=lambda link: link.ticket_ref)
+
+
+@dataclass
+class Forgotten:
+    """What `forget_person` did: rows removed or changed per kind, and the records in the help desk's
+    ticket system that still hold the person's data (the bot cannot erase them; the help desk must)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    remote: list[dict[str, str]] = field(default_factory=list)
+
+
 async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, *, now: datetime,
-                        actor: str) -> dict[str, int]:
+                        actor: str) -> Forgotten:
     """Erase one person: identities and conversations deleted, their text scrubbed, their email
-    replaced by a pseudonym wherever a record must stay. Records the request as `person_forgotten`."""
+    replaced by a pseudonym wherever a record must stay. Records the request as `person_forgotten`.
+    Calls to the ticket system still waiting with their text are cancelled; their tickets' remote
+    records are returned (and recorded, keys only) for the help desk to erase there."""
     email = email.strip().lower()
     alias = pseudonym(email)
     counts: dict[str, int] = {}
@@ -276,6 +321,19 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
             select(TicketRow).where(or_(TicketRow.requester_email == email, TicketRow.opened_by == email,
                                         TicketRow.assignee_email == email))
         )).scalars().all()
+        links = await _links(session, [t.ref for t in tickets])
+        # Calls to the ticket system still waiting: those for their tickets (the record, what they
+        # wrote) and their own comments on others' tickets are cancelled, like messages to them.
+        itsm_lanes = {f"itsm:{ref}" for ref in refs}
+        waiting_itsm = (await session.execute(select(OutboxRow).where(
+            OutboxRow.platform == "itsm", OutboxRow.status == "pending"))).scalars().all()
+        note_ids = {int(row.idempotency_key.rsplit(":", 1)[1]): row for row in waiting_itsm
+                    if row.lane not in itsm_lanes and re.search(r":comment:\d+$", row.idempotency_key)}
+        theirs: set[int] = set()
+        if note_ids:
+            theirs = set((await session.execute(select(TicketNoteRow.id).where(
+                TicketNoteRow.id.in_(list(note_ids)), TicketNoteRow.author == email))).scalars())
+        cancel_itsm = {row.id for row in waiting_itsm if row.lane in itsm_lanes} | {note_ids[n].id for n in theirs}
         for ticket in tickets:
             if ticket.requester_email == email:
                 ticket.requester_email, ticket.requester_name = alias, FORGOTTEN
@@ -306,11 +364,12 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
                        func.lower(OutboxRow.lane).contains(email),
                        func.lower(OutboxRow.idempotency_key).contains(email),
                        func.lower(OutboxRow.group_key).contains(email),
-                       *[OutboxRow.address.cast(Text).contains(d) for d in directs]))
+                       *[OutboxRow.address.cast(Text).contains(d) for d in directs],
+                       OutboxRow.lane.in_(sorted(itsm_lanes)), OutboxRow.id.in_(sorted(cancel_itsm))))
         )).scalars().all()
         for row in outbox:
             to_them = str((row.address or {}).get("conversation_id", "")).lower() in {d.lower() for d in directs} \
-                or email in str(row.address).lower()
+                or email in str(row.address).lower() or row.id in cancel_itsm
             if to_them and row.status == "pending":
                 row.status = "cancelled"
             row.payload = _scrub_payload(row.payload, FORGOTTEN)
@@ -329,6 +388,23 @@ async def forget_person(sessions: async_sessionmaker[AsyncSession], email: str, 
         counts["inbox"] = int(result.rowcount or 0)
         result = await session.execute(delete(SharedStateRow).where(SharedStateRow.key.contains(email)))
         counts["shared_state"] = int(result.rowcount or 0)
+        # The remote records stay linked (ids and keys); the record of the request names them, keys only.
+        remote = [{"ticket_ref": link.ticket_ref, "system": link.system, "remote_key": link.remote_key,
+                   "url": link.url} for link in links]
+        # A create being sent right now cannot be recalled: its record is named without a key yet.
+        linked = {link.ticket_ref for link in links}
+        in_flight = (await session.execute(select(OutboxRow).where(
+            OutboxRow.lane.in_(sorted(itsm_lanes)), OutboxRow.status == "sending"))).scalars().all()
+        for row in in_flight:
+            ref = str((row.address or {}).get("ref", ""))
+            if ref and ref not in linked:
+                linked.add(ref)
+                remote.append({"ticket_ref": ref, "system": str((row.address or {}).get("system", "")),
+                               "remote_key": "", "url": ""})
+        data: dict[str, Any] = {"removed": dict(counts)}
+        if remote:
+            data["remote"] = [{"ticket": r["ticket_ref"], "system": r["system"], "key": r["remote_key"]}
+                              for r in remote]
         session.add(EventRow(at=now, type="person_forgotten", conversation_key=None, actor=actor,
-                             subject=alias, result="ok", data={"removed": dict(counts)}))
-    return counts
+                             subject=alias, result="ok", data=data))
+    return Forgotten(counts, remote)

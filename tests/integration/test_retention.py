@@ -125,8 +125,10 @@ async def test_export_then_forget_a_person(app: App) -> None:
     assert {"reply", "ticket_created"} <= {e["type"] for e in exported["events"]}
     assert "zebra-17" in json.dumps(exported)  # plain data, with what she said
 
-    counts = await forget_person(app.sessions, ALICE, now=NOW + timedelta(days=81), actor="dpo@example.com")
+    done = await forget_person(app.sessions, ALICE, now=NOW + timedelta(days=81), actor="dpo@example.com")
 
+    counts = done.counts
+    assert done.remote == []  # no ticket system here
     assert counts["people"] == 1 and counts["tickets"] == 1
     everything = await dump(app)
     assert ALICE not in everything.lower() and "zebra-17" not in everything
