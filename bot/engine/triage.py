@@ -42,6 +42,10 @@ from bot.engine.state import TriageGuess
 
 NOT_IT = frozenset({"smalltalk", "out_of_scope", "human", "fallback"})
 FALLBACK = "fallback"
+SMALLTALK = "smalltalk"
+# A bare choice number or yes/no: with no question open it answers nothing. Calling it "not IT" would
+# be untrue; the small-talk flow says it is not sure what it answers (its template knows these words).
+_STRAY_ANSWER = re.compile(r"^\s*(?:\d{1,2}|y|yes|yep|yeah|n|no|nope|nah)\s*[.!?]*\s*$", re.IGNORECASE)
 _TROUBLE = frozenset({"not", "cannot", "broken", "error", "errors", "issue", "issues", "problem", "problems",
                       "wrong", "stuck", "fail", "fails", "failed", "work"})
 OUT_OF_SCOPE = "out_of_scope"
@@ -495,6 +499,8 @@ class Triage:
         if not scores:
             return TriageGuess(OUT_OF_SCOPE, 0.0)
         ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
+        if SMALLTALK in scores and _STRAY_ANSWER.match(text[:40]):
+            return TriageGuess(SMALLTALK, 1.0, tuple((i, round(s, 4)) for i, s in ranked if i != SMALLTALK)[:3])
         best, confidence = ranked[0]
         words = self.words(text[:400])
         if words and all(_stem(w) in STOPWORDS or w in STOPWORDS for w in words) \

@@ -34,3 +34,12 @@ def test_simulate_refuses_a_malformed_settings_block(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", str(bad)])
     assert result.exit_code != 0
     assert "settings:" in result.output
+
+
+def test_simulate_refuses_an_unquoted_yes_instead_of_sending_true(tmp_path: Path) -> None:
+    # YAML reads `say: yes` as the boolean true; sending "True" would test something nobody typed.
+    bad = tmp_path / "yes.yaml"
+    bad.write_text("turns: [{say: hi}, {say: yes}]\nexpect: [{type: reply}]\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["simulate", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert "turn 2" in result.output and "quote it" in result.output

@@ -114,6 +114,13 @@ def test_empty_and_huge_input(triage: Triage) -> None:
     assert triage.classify("printer " * 5000).intent == "printer"
 
 
+@pytest.mark.parametrize("text", ["1", "2", "yes", "Yes!", "no", "nope", "y"])
+def test_a_stray_answer_is_smalltalk_not_out_of_scope(triage: Triage, text: str) -> None:
+    # A bare choice number or yes/no with no question open answers nothing: "that isn't IT" would be
+    # untrue, so the small-talk flow says it is not sure what it answers and what the bot can do.
+    assert triage.classify(text).intent == "smalltalk"
+
+
 def test_fast_enough(triage: Triage) -> None:
     messages = ["vpn won't connect", "forgot my password", "the wifi on floor 3 is slow again today"] * 100
     started = time.perf_counter()

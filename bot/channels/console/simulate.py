@@ -219,6 +219,9 @@ def _check_shape(path: Path, data: Mapping[str, Any]) -> None:
             raise TranscriptError(f"{path}: turn {number} must be a mapping (say:, click:, form:, as:)")
         _email(turn.get("as"), f"turn {number}: ")
         for key in ("say", "click"):
+            if key in turn and isinstance(turn[key], bool):  # YAML's yes/no/on/off, unquoted
+                raise TranscriptError(f"{path}: turn {number}: `{key}:` is YAML's {str(turn[key]).lower()}, not "
+                                      f"text; quote it (say: 'yes') to send the word")
             if key in turn and not isinstance(turn[key], str | int | float):
                 raise TranscriptError(f"{path}: turn {number}: `{key}:` must be text")
 
