@@ -100,6 +100,11 @@ def _matches(value: Any, accepted: str | list[str]) -> bool:
 
 
 
+# Questions whose answer is a directory name (not a device or a date): a sentence naming none of
+# them, typed at the guess, is offered as something new (see `_guess_answer`).
+NAMED_LISTENS = frozenset({"group", "app", "mailbox"})
+
+
 def _resume_offer(state: ConversationState, text: str, template: str, title: str, back: str) -> Transition:
     """Ask whether to go back to the flow (`back`) or start something new with `text` (kept until
     they answer); `_resume` handles the answer."""
@@ -373,6 +378,13 @@ class Engine:
             # Remembered, so the name they type next is not "corrected" back to the same guess.
             declined = replace(base, guesses={**rest, DECLINED + step.slot: {"value": guess.get("value", "")}})
             return self._ask(declined, flow, step, [Emit("guess_declined", {"slot": step.slot})])
+        if (turn.value is None and step.listen in NAMED_LISTENS
+                and len(said.split()) >= NEW_REQUEST_WORDS
+                and hear_step(step, turn.text or "", turn.facts, now.date(), answering=True) is None):
+            # "my outlook keeps asking for password" at "Finance?": a sentence that names nothing the
+            # question is about is more likely a new problem than the name to request; ask, rather
+            # than take it as the group (the guess stays, so "Back to the question" asks it again).
+            return _resume_offer(state, turn.text or "", "switch_offer", flow.title, "Back to the question")
         answering = replace(base, awaiting="choice" if step.input == "choice" else "answer")
         return self._answer(answering, flow, step, turn, now)
 
@@ -653,6 +665,8 @@ class Engine:
     def _prompt_again(self, state: ConversationState, flow: Flow, step: Any) -> Transition:
         ctx = _context(state, flow)
         if isinstance(step, AskStep):
+            if step.slot in state.guesses:  # back to "Finance?", not to the question behind it
+                return self._confirm_guess(state, flow, step, [])
             return self._ask(state, flow, step, [])
         if isinstance(step, KbStep) and state.awaiting in ("kb_feedback", None):
             return Transition(replace(state, awaiting="kb_feedback"),
