@@ -345,6 +345,9 @@ class Engine:
             text = turn.value.removeprefix(V_CHOICE)
         if not text or (step.pattern and not re.fullmatch(step.pattern, text)):
             return Transition(state, (Say(text=step.retry_text, context=_context(state, flow)),))
+        if step.listen in NAMED_LISTENS and turn.value is None and normalise(text) in YES | NO:
+            # "yes" where a name is asked names nothing: ask for the name again, never request "yes".
+            return Transition(state, (Say(text=step.text, template=step.template, context=_context(state, flow)),))
         if step.listen in ("group", "app", "mailbox", "date") and turn.value is None:
             # A name as people say it ("marketing share") becomes the directory's name, confirmed
             # unless typed exactly; a date becomes YYYY-MM-DD.
