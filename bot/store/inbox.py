@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.core.ports import InboxItem as InboxItem
 from bot.logs import redact
 from bot.store.repos import insert_ignore
-from bot.store.tables import InboxRow
+from bot.store.tables import EventRow, InboxRow
 
 log = logging.getLogger("bot.inbox")
 
@@ -176,21 +176,25 @@ class Inbox:
                 .values(told_at=self.clock()).execution_options(synchronize_session=False))
             return int(result.rowcount or 0) == 1
 
-    async def entries(self, *, failed_only: bool = False, limit: int = 200) -> list[InboxEntry]:
-        """Rows, oldest first, without their payload."""
+    async def entries(self, *, failed_only: bool = False, ids: Sequence[int] | None = None,
+                      limit: int = 200) -> list[InboxEntry]:
+        """Rows (failed ones, or these ids), oldest first, without their payload."""
         query = select(InboxRow.id, InboxRow.key, InboxRow.platform, InboxRow.status, InboxRow.attempts,
                        InboxRow.created_at, InboxRow.done_at, InboxRow.last_error, InboxRow.told_at)
         if failed_only:
             query = query.where(InboxRow.status == "failed")
+        if ids is not None:
+            query = query.where(InboxRow.id.in_(list(ids)))
         async with self.sessions() as session:
             rows = (await session.execute(query.order_by(InboxRow.id).limit(limit))).all()
         return [InboxEntry(r.id, r.key, r.platform, r.status, r.attempts, r.created_at, r.done_at,
                            r.last_error, r.told_at) for r in rows]
 
-    async def requeue(self, row_ids: Sequence[int] | None) -> list[int]:
+    async def requeue(self, row_ids: Sequence[int] | None, *, actor: str = "operator") -> list[int]:
         """Make failed rows due again now (all failed rows when `row_ids` is None): pending, no
         attempts, no lease, so any replica's poller claims them. Rows that are not failed are left
-        alone. Returns the ids re-queued. `told_at` stays: the person is not told twice."""
+        alone. Returns the ids re-queued, recorded as an `inbox_requeued` event (ids and keys, never
+        the text). `told_at` stays: the person is not told twice."""
         async with self.sessions() as session, session.begin():
             query = select(InboxRow.id).where(InboxRow.status == "failed").order_by(InboxRow.id)
             if row_ids is not None:
@@ -201,6 +205,10 @@ class Inbox:
                     update(InboxRow).where(InboxRow.id.in_(ids), InboxRow.status == "failed")
                     .values(status="pending", attempts=0, locked_by=None, locked_until=None, done_at=None)
                     .execution_options(synchronize_session=False))
+                keys = list((await session.execute(
+                    select(InboxRow.key).where(InboxRow.id.in_(ids)).order_by(InboxRow.id))).scalars().all())
+                session.add(EventRow(at=self.clock(), type="inbox_requeued", conversation_key=None, actor=actor,
+                                     data={"count": len(ids), "ids": [int(i) for i in ids], "keys": keys}))
         if ids:
             log.warning("inbox: %d failed deliveries re-queued", len(ids))
         return [int(i) for i in ids]

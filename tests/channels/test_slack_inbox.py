@@ -164,3 +164,22 @@ async def test_a_requeued_turn_that_fails_again_does_not_say_sorry_twice(harness
     await harness.settle()
     assert (await _rows(harness, InboxRow))[0].status == "done"
     assert len(harness.posts(ALICE_DM)) == 2
+
+
+async def test_when_the_inbox_cannot_record_the_apology_the_person_is_still_told(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def failing(incoming: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    async def unreachable(row_id: int) -> bool:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(harness.app.pipeline, "handle", failing)
+    channel = harness.mount.channel
+    monkeypatch.setattr(channel.inbox, "tell_once", unreachable)
+    channel.inbox.max_attempts = 1
+    await harness.event(message_im("hello"))
+    await channel.drain()
+    await harness.settle()
+    [said] = harness.posts(ALICE_DM)  # twice is better than never
+    assert "something went wrong" in json.dumps(said)

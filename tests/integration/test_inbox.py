@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot.store.db import create_engine, session_factory
 from bot.store.inbox import Inbox
 from bot.store.migrate import upgrade
-from bot.store.tables import InboxRow
+from bot.store.tables import EventRow, InboxRow
 from tests.integration.pg_scratch import scratch_database
 
 
@@ -179,9 +179,17 @@ async def test_failed_rows_are_listed_without_their_text_and_requeued(sessions: 
     # Due at once for any replica's poller, and claimed as a first attempt.
     [claimed] = await Inbox(sessions, clock=clock, worker_id="other:1").claim()  # type: ignore[arg-type]
     assert (claimed.id, claimed.attempts, claimed.payload) == (ids[1], 1, {"text": "my secret message 1"})
-    assert await inbox.requeue(None) == [ids[2]]  # --all-failed
+    assert await inbox.requeue(None, actor="lead@example.com") == [ids[2]]  # --all-failed
     assert await inbox.requeue(None) == []
     assert await inbox.counts() == {"done": 1, "pending": 2}
+    # Each re-queue is audited: who, when, which rows (ids and keys, never the text).
+    async with sessions() as session:  # type: ignore[operator]
+        events = (await session.execute(select(EventRow).where(EventRow.type == "inbox_requeued")
+                                        .order_by(EventRow.id))).scalars().all()
+    assert [(e.actor, e.data) for e in events] == [
+        ("operator", {"count": 1, "ids": [ids[1]], "keys": ["slack:Ev1"]}),
+        ("lead@example.com", {"count": 1, "ids": [ids[2]], "keys": ["slack:Ev2"]})]
+    assert "secret message" not in str([e.data for e in events])
 
 
 @pytest.mark.clock

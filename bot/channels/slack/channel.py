@@ -262,9 +262,10 @@ class SlackChannel:
             await self.run_turn(inbound)
         except Exception as exc:
             log.exception("slack turn failed (attempt %d)", item.attempts, extra={"event_id": inbound.event_id})
-            if not await self.inbox.retry_later(item, f"{type(exc).__name__}: {exc}"):
-                if await self._first_failure(item.id):
-                    await self.say_error(inbound)
+            # Failed for good: say sorry, once per message (not again after `helpdesk inbox retry`).
+            if not await self.inbox.retry_later(item, f"{type(exc).__name__}: {exc}") \
+                    and await self._first_failure(item.id):
+                await self.say_error(inbound)
             return
         await self.inbox.done(item.id)
 
