@@ -34,6 +34,7 @@ def _mount_subcommands() -> None:
     from bot.itsm.cli import itsm_app
     from bot.kb.cli import app as kb_app
     from bot.outages.cli import outage_app
+    from bot.store.inbox_cli import inbox_app
     from bot.tickets.cli import report, tickets_app
 
     app.add_typer(flows_app, name="flows", help="Conversation flows: validate them.")
@@ -45,6 +46,7 @@ def _mount_subcommands() -> None:
     app.command("report", help="Help desk figures (docs/metrics.md).")(report)
     app.add_typer(outage_app, name="outage", help="Outage notices: post, update, resolve, recall, list, status.")
     app.add_typer(teams_app, name="teams", help="Microsoft Teams app package.")
+    app.add_typer(inbox_app, name="inbox", help="Acknowledged deliveries: list them, re-queue failed ones.")
     app.add_typer(itsm_app, name="itsm", help="The help desk's own ticket system: check the connection.")
 
 

@@ -5,7 +5,8 @@ Two kinds:
   by status (429s and retries counted as throttling);
 - database figures, read at scrape time so every replica reports the same truth for the shared
   state: outbox depth and the age of the oldest pending message, outbox messages by platform and
-  status (deliveries), SLA breaches by target.
+  status (deliveries), inbox messages by platform and status (acknowledged deliveries: pending, done,
+  failed for good) and the age of the oldest pending one, SLA breaches by target.
 
 Scrape every replica for the process counters; the database figures are the same on each (use
 `max` or one replica when summing). Labels never carry a person, a message or a secret.
@@ -47,11 +48,19 @@ def observe_graph(operation: str, status: int, *, throttled: bool = False) -> No
         GRAPH_THROTTLED.labels(operation, str(status)).inc()
 
 
+def _age(now: datetime, oldest: datetime | None) -> float:
+    if oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:  # SQLite hands back naive UTC
+        oldest = oldest.replace(tzinfo=UTC)
+    return max(0.0, (now - oldest).total_seconds())
+
+
 async def database_registry(sessions: Any, now: datetime | None = None) -> CollectorRegistry:
     """Figures read from the shared database now, in a registry of their own."""
     from sqlalchemy import func, select
 
-    from bot.store.tables import OutboxRow, TicketRow
+    from bot.store.tables import InboxRow, OutboxRow, TicketRow
 
     now = now or datetime.now(UTC)
     registry = CollectorRegistry(auto_describe=True)
@@ -60,6 +69,11 @@ async def database_registry(sessions: Any, now: datetime | None = None) -> Colle
     depth = Gauge("helpdesk_outbox_depth", "Outbox messages waiting to be delivered", registry=registry)
     age = Gauge("helpdesk_outbox_oldest_pending_seconds", "Age of the oldest undelivered outbox message",
                 registry=registry)
+    inbox = Gauge("helpdesk_inbox_messages", "Acknowledged deliveries by platform and status (pending, "
+                  "done, failed: failed for good, see `helpdesk inbox list --failed`)", ["platform", "status"],
+                  registry=registry)
+    inbox_age = Gauge("helpdesk_inbox_oldest_pending_seconds", "Age of the oldest acknowledged delivery not "
+                      "handled yet", registry=registry)
     breaches = Gauge("helpdesk_sla_breaches", "Tickets that breached an SLA target, by target "
                      "(first_response, resolution)", ["target"], registry=registry)
     async with sessions() as session:
@@ -75,12 +89,14 @@ async def database_registry(sessions: Any, now: datetime | None = None) -> Colle
         oldest = (await session.execute(
             select(func.min(OutboxRow.created_at)).where(OutboxRow.status.in_(("pending", "sending")))
         )).scalar_one_or_none()
-        if oldest is not None:
-            if oldest.tzinfo is None:
-                oldest = oldest.replace(tzinfo=UTC)
-            age.set(max(0.0, (now - oldest).total_seconds()))
-        else:
-            age.set(0)
+        age.set(_age(now, oldest))
+        for platform, status, count in (await session.execute(
+                select(InboxRow.platform, InboxRow.status, func.count()).group_by(InboxRow.platform, InboxRow.status)
+        )).all():
+            inbox.labels(platform, status).set(count)
+        oldest = (await session.execute(
+            select(func.min(InboxRow.created_at)).where(InboxRow.status == "pending"))).scalar_one_or_none()
+        inbox_age.set(_age(now, oldest))
         for target, column in (("first_response", TicketRow.fr_breached_at),
                                ("resolution", TicketRow.res_breached_at)):
             count = (await session.execute(select(func.count()).where(column.is_not(None)))).scalar_one()

@@ -11,14 +11,24 @@ lease runs out, or at once when the claimant was a process of this host that no 
 Exactly once: the turn itself records `<platform>:<event id>` in the pipeline's transaction, with
 its state, audit events and replies (outbox rows), so a row handled again after a crash between
 that commit and `done` is recognised as a duplicate and only marked done.
+
+Failed for good: after `max_attempts` a row is `failed`, with the error's first line (secrets and
+statement parameters removed, see `error_summary`), and the channel tells the person once
+(`tell_once` records that in `told_at`). The help desk sees such rows (`helpdesk inbox list
+--failed`, metric `helpdesk_inbox_messages{status="failed"}`) and, once the cause is gone, makes
+them due again (`helpdesk inbox retry`, `requeue`): any replica's poller then runs the turn from the
+stored delivery. That is safe for the same reason as above: a turn that had in fact committed is
+recognised by its event id and only marked done. Failed rows are kept 30 days, done rows 7.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,8 +37,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 # The shape a channel sees: the DurableInbox port (bot/core/ports.py); re-exported.
 from bot.core.ports import InboxItem as InboxItem
+from bot.logs import redact
 from bot.store.repos import insert_ignore
-from bot.store.tables import InboxRow
+from bot.store.tables import EventRow, InboxRow
 
 log = logging.getLogger("bot.inbox")
 
@@ -37,6 +48,36 @@ Clock = Callable[[], datetime]
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# Credentials in a URL (`scheme://user:password@host`), as a database driver's message may carry.
+_URL_PASSWORD = re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]*@")
+ERROR_LIMIT = 300
+
+
+def error_summary(error: str) -> str:
+    """What of a failed turn's error is kept in the row (and shown by `helpdesk inbox list`): its
+    first line only (SQLAlchemy appends the statement and its parameters, which carry message text,
+    on the following lines), secrets masked as in the logs and URL passwords removed, truncated."""
+    first = (error or "").strip().splitlines()[0] if (error or "").strip() else ""
+    first = first.split(" [SQL: ", 1)[0]
+    return redact(_URL_PASSWORD.sub(r"\1***@", first))[:ERROR_LIMIT]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A row as the help desk sees it (`helpdesk inbox list`): never the payload, which holds what
+    the person wrote."""
+
+    id: int
+    key: str
+    platform: str
+    status: str
+    attempts: int
+    created_at: datetime
+    done_at: datetime | None
+    last_error: str | None
+    told_at: datetime | None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -112,7 +153,7 @@ class Inbox:
             await session.execute(
                 update(InboxRow).where(InboxRow.id == row_id)
                 .values(status=status, done_at=self.clock(), locked_by=None, locked_until=None,
-                        last_error=error[:500] if error else None))
+                        last_error=error_summary(error) if error else None))
 
     async def retry_later(self, item: InboxItem, error: str) -> bool:
         """A turn failed: due again after a back-off; False (and `failed`) after the last attempt."""
@@ -123,8 +164,54 @@ class Inbox:
             await session.execute(
                 update(InboxRow).where(InboxRow.id == item.id)
                 .values(locked_by=None, locked_until=self.clock() + timedelta(seconds=2 ** item.attempts),
-                        last_error=error[:500]))
+                        last_error=error_summary(error)))
         return True
+
+    async def tell_once(self, row_id: int) -> bool:
+        """May the person be told this message failed for good? True only the first time for a row
+        (recorded in `told_at`), so a re-queued row that fails again stays quiet."""
+        async with self.sessions() as session, session.begin():
+            result: Any = await session.execute(
+                update(InboxRow).where(InboxRow.id == row_id, InboxRow.told_at.is_(None))
+                .values(told_at=self.clock()).execution_options(synchronize_session=False))
+            return int(result.rowcount or 0) == 1
+
+    async def entries(self, *, failed_only: bool = False, ids: Sequence[int] | None = None,
+                      limit: int = 200) -> list[InboxEntry]:
+        """Rows (failed ones, or these ids), oldest first, without their payload."""
+        query = select(InboxRow.id, InboxRow.key, InboxRow.platform, InboxRow.status, InboxRow.attempts,
+                       InboxRow.created_at, InboxRow.done_at, InboxRow.last_error, InboxRow.told_at)
+        if failed_only:
+            query = query.where(InboxRow.status == "failed")
+        if ids is not None:
+            query = query.where(InboxRow.id.in_(list(ids)))
+        async with self.sessions() as session:
+            rows = (await session.execute(query.order_by(InboxRow.id).limit(limit))).all()
+        return [InboxEntry(r.id, r.key, r.platform, r.status, r.attempts, r.created_at, r.done_at,
+                           r.last_error, r.told_at) for r in rows]
+
+    async def requeue(self, row_ids: Sequence[int] | None, *, actor: str = "operator") -> list[int]:
+        """Make failed rows due again now (all failed rows when `row_ids` is None): pending, no
+        attempts, no lease, so any replica's poller claims them. Rows that are not failed are left
+        alone. Returns the ids re-queued, recorded as an `inbox_requeued` event (ids and keys, never
+        the text). `told_at` stays: the person is not told twice."""
+        async with self.sessions() as session, session.begin():
+            query = select(InboxRow.id).where(InboxRow.status == "failed").order_by(InboxRow.id)
+            if row_ids is not None:
+                query = query.where(InboxRow.id.in_(list(row_ids)))
+            ids = list((await session.execute(query.with_for_update())).scalars().all())
+            if ids:
+                await session.execute(
+                    update(InboxRow).where(InboxRow.id.in_(ids), InboxRow.status == "failed")
+                    .values(status="pending", attempts=0, locked_by=None, locked_until=None, done_at=None)
+                    .execution_options(synchronize_session=False))
+                keys = list((await session.execute(
+                    select(InboxRow.key).where(InboxRow.id.in_(ids)).order_by(InboxRow.id))).scalars().all())
+                session.add(EventRow(at=self.clock(), type="inbox_requeued", conversation_key=None, actor=actor,
+                                     data={"count": len(ids), "ids": [int(i) for i in ids], "keys": keys}))
+        if ids:
+            log.warning("inbox: %d failed deliveries re-queued", len(ids))
+        return [int(i) for i in ids]
 
     async def release(self, row_ids: list[int]) -> None:
         """Shutting down with these unfinished: due again now, for another replica or the next start."""
@@ -155,12 +242,14 @@ class Inbox:
             log.warning("inbox: %d deliveries of stopped processes are handled now", count)
         return count
 
-    async def purge(self, keep: timedelta = timedelta(days=7)) -> int:
-        """Forget handled rows older than `keep` (the pipeline's own record of the event id stays)."""
+    async def purge(self, keep: timedelta = timedelta(days=7), keep_failed: timedelta = timedelta(days=30)) -> int:
+        """Forget handled rows older than `keep`, failed ones older than `keep_failed` (time for the
+        help desk to re-queue them); the pipeline's own record of the event id stays."""
+        now = self.clock()
         async with self.sessions() as session, session.begin():
             result: Any = await session.execute(
-                delete(InboxRow).where(InboxRow.status.in_(("done", "failed")),
-                                       InboxRow.done_at < self.clock() - keep))
+                delete(InboxRow).where(or_((InboxRow.status == "done") & (InboxRow.done_at < now - keep),
+                                           (InboxRow.status == "failed") & (InboxRow.done_at < now - keep_failed))))
             return int(result.rowcount or 0)
 
     async def counts(self) -> dict[str, int]:

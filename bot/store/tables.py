@@ -494,3 +494,6 @@ class InboxRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When the person was told it failed for good: once per message, even if it is re-queued
+    # (`helpdesk inbox retry`) and fails again.
+    told_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import delete
 
 from bot.channels.serve import build_asgi
 from bot.metrics import observe_graph
 from bot.store.db import create_engine, session_factory
+from bot.store.tables import InboxRow
 from tests.channels import slack_harness
 from tests.channels.slack_harness import message_im
 
@@ -76,3 +82,43 @@ async def test_readyz_checks_the_database_and_healthz_does_not() -> None:
 async def test_readyz_answers_when_the_database_does(harness: slack_harness.Harness) -> None:
     ready = await harness.client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["database"] == "ok"
+
+
+@pytest.mark.clock
+async def test_metrics_show_inbox_rows_by_status_and_the_oldest_pending(tmp_path: Path) -> None:
+    from bot.metrics import database_registry
+    from bot.store.inbox import Inbox
+    from bot.store.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'metrics.db'}"
+    await upgrade(url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    start = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+    now = start
+    inbox = Inbox(sessions, clock=lambda: now, max_attempts=1)
+    try:
+        await inbox.put("slack:Ev1", "slack", {"text": "hello alice"}, claim=False)
+        now = start + timedelta(minutes=1)
+        done = await inbox.put("slack:Ev2", "slack", {"n": 2})
+        failed = await inbox.put("slack:Ev3", "slack", {"n": 3})
+        assert done is not None and failed is not None
+        await inbox.done(done)
+        item = await inbox.get(failed)
+        assert item is not None and await inbox.retry_later(item, "RuntimeError: a bug") is False
+
+        text = generate_latest(await database_registry(sessions, start + timedelta(minutes=10))).decode()
+        found = samples(text)
+        assert value(found, "helpdesk_inbox_messages", platform="slack", status="pending") == 1
+        assert value(found, "helpdesk_inbox_messages", platform="slack", status="done") == 1
+        assert value(found, "helpdesk_inbox_messages", platform="slack", status="failed") == 1
+        assert value(found, "helpdesk_inbox_oldest_pending_seconds") == 600
+        assert "alice" not in text and "a bug" not in text
+
+        async with sessions() as session, session.begin():
+            await session.execute(delete(InboxRow))
+        empty = samples(generate_latest(await database_registry(sessions, start)).decode())
+        assert ("helpdesk_inbox_oldest_pending_seconds", ()) in empty
+        assert value(empty, "helpdesk_inbox_oldest_pending_seconds") == 0
+    finally:
+        await engine.dispose()

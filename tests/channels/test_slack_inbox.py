@@ -120,3 +120,66 @@ async def test_a_turn_that_keeps_failing_is_retried_then_the_person_is_told(harn
     assert (await _rows(harness, InboxRow))[0].status == "failed"
     [said] = harness.posts(ALICE_DM)
     assert "something went wrong" in json.dumps(said)
+
+
+async def test_a_requeued_turn_that_fails_again_does_not_say_sorry_twice(harness: Harness,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    async def failing(incoming: Any) -> Any:
+        calls.append(incoming.event_id)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(harness.app.pipeline, "handle", failing)
+    channel = harness.mount.channel
+    channel.inbox.max_attempts = 1
+    channel.inbox_poll_seconds = 0.05
+    await harness.event(message_im("hello"))
+    await channel.drain()
+    [row] = await _rows(harness, InboxRow)
+    assert row.status == "failed" and row.told_at is not None
+    await harness.settle()
+    assert len(harness.posts(ALICE_DM)) == 1  # told once
+
+    # The help desk re-queues it (`helpdesk inbox retry`); it fails again: no second apology.
+    assert await channel.inbox.requeue([row.id]) == [row.id]  # type: ignore[attr-defined]
+    channel.start_inbox()
+    for _ in range(200):
+        if (await _rows(harness, InboxRow))[0].status != "pending":
+            break
+        await asyncio.sleep(0.05)
+    await channel.drain()
+    await harness.settle()
+    assert len(calls) == 2 and (await _rows(harness, InboxRow))[0].status == "failed"
+    assert len(harness.posts(ALICE_DM)) == 1
+
+    # Once the cause is gone, a retry runs the turn and the person gets the answer.
+    monkeypatch.undo()
+    assert await channel.inbox.requeue(None) == [row.id]  # type: ignore[attr-defined]
+    for _ in range(200):
+        if (await _rows(harness, InboxRow))[0].status != "pending":
+            break
+        await asyncio.sleep(0.05)
+    await channel.drain()
+    await harness.settle()
+    assert (await _rows(harness, InboxRow))[0].status == "done"
+    assert len(harness.posts(ALICE_DM)) == 2
+
+
+async def test_when_the_inbox_cannot_record_the_apology_the_person_is_still_told(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def failing(incoming: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    async def unreachable(row_id: int) -> bool:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(harness.app.pipeline, "handle", failing)
+    channel = harness.mount.channel
+    monkeypatch.setattr(channel.inbox, "tell_once", unreachable)
+    channel.inbox.max_attempts = 1
+    await harness.event(message_im("hello"))
+    await channel.drain()
+    await harness.settle()
+    [said] = harness.posts(ALICE_DM)  # twice is better than never
+    assert "something went wrong" in json.dumps(said)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot.store.db import create_engine, session_factory
 from bot.store.inbox import Inbox
 from bot.store.migrate import upgrade
-from bot.store.tables import InboxRow
+from bot.store.tables import EventRow, InboxRow
 from tests.integration.pg_scratch import scratch_database
 
 
@@ -126,3 +126,103 @@ async def test_handled_rows_are_purged_after_a_week_and_pending_ones_never(sessi
     clock.now += timedelta(days=2)
     assert await inbox.purge() == 1
     assert await inbox.counts() == {"pending": 1}
+
+
+@pytest.mark.clock
+async def test_failed_rows_are_kept_a_month_so_the_help_desk_can_act(sessions: object) -> None:
+    clock = Clock()
+    inbox = Inbox(sessions, clock=clock, max_attempts=1)  # type: ignore[arg-type]
+    done = await inbox.put("slack:Ev1", "slack", {"n": 1})
+    failed = await inbox.put("slack:Ev2", "slack", {"n": 2})
+    assert done is not None and failed is not None
+    await inbox.done(done)
+    [item] = [i for i in [await inbox.get(failed)] if i is not None]
+    assert await inbox.retry_later(item, "RuntimeError: boom") is False
+    clock.now += timedelta(days=8)
+    assert await inbox.purge() == 1  # the done row
+    assert await inbox.counts() == {"failed": 1}
+    clock.now += timedelta(days=21)
+    assert await inbox.purge() == 0  # 29 days
+    clock.now += timedelta(days=2)
+    assert await inbox.purge() == 1
+    assert await inbox.counts() == {}
+
+
+@pytest.mark.clock
+async def test_failed_rows_are_listed_without_their_text_and_requeued(sessions: object) -> None:
+    clock = Clock()
+    inbox = Inbox(sessions, clock=clock, max_attempts=1)  # type: ignore[arg-type]
+    ids = []
+    for n in range(3):
+        row_id = await inbox.put(f"slack:Ev{n}", "slack", {"text": f"my secret message {n}"})
+        assert row_id is not None
+        ids.append(row_id)
+    await inbox.done(ids[0])
+    for row_id in ids[1:]:
+        item = await inbox.get(row_id)
+        assert item is not None
+        assert await inbox.retry_later(item, "OperationalError: database is locked") is False
+    clock.now += timedelta(minutes=5)
+
+    everything = await inbox.entries()
+    assert [e.status for e in everything] == ["done", "failed", "failed"]
+    failed = await inbox.entries(failed_only=True)
+    assert [(e.id, e.key, e.attempts, e.last_error) for e in failed] == [
+        (ids[1], "slack:Ev1", 1, "OperationalError: database is locked"),
+        (ids[2], "slack:Ev2", 1, "OperationalError: database is locked")]
+    assert not hasattr(failed[0], "payload")
+
+    # Only failed rows are re-queued; a done row or an unknown id is left alone.
+    assert await inbox.requeue([ids[0], ids[1], 999_999]) == [ids[1]]
+    [entry] = [e for e in await inbox.entries() if e.id == ids[1]]
+    assert (entry.status, entry.attempts) == ("pending", 0)
+    # Due at once for any replica's poller, and claimed as a first attempt.
+    [claimed] = await Inbox(sessions, clock=clock, worker_id="other:1").claim()  # type: ignore[arg-type]
+    assert (claimed.id, claimed.attempts, claimed.payload) == (ids[1], 1, {"text": "my secret message 1"})
+    assert await inbox.requeue(None, actor="lead@example.com") == [ids[2]]  # --all-failed
+    assert await inbox.requeue(None) == []
+    assert await inbox.counts() == {"done": 1, "pending": 2}
+    # Each re-queue is audited: who, when, which rows (ids and keys, never the text).
+    async with sessions() as session:  # type: ignore[operator]
+        events = (await session.execute(select(EventRow).where(EventRow.type == "inbox_requeued")
+                                        .order_by(EventRow.id))).scalars().all()
+    assert [(e.actor, e.data) for e in events] == [
+        ("operator", {"count": 1, "ids": [ids[1]], "keys": ["slack:Ev1"]}),
+        ("lead@example.com", {"count": 1, "ids": [ids[2]], "keys": ["slack:Ev2"]})]
+    assert "secret message" not in str([e.data for e in events])
+
+
+@pytest.mark.clock
+async def test_the_person_is_told_once_per_message_even_when_it_fails_again(sessions: object) -> None:
+    clock = Clock()
+    inbox = Inbox(sessions, clock=clock, max_attempts=1)  # type: ignore[arg-type]
+    row_id = await inbox.put("slack:Ev1", "slack", {"n": 1})
+    assert row_id is not None
+    item = await inbox.get(row_id)
+    assert item is not None
+    assert await inbox.retry_later(item, "RuntimeError: a bug") is False
+    assert await inbox.tell_once(row_id) is True
+    assert await inbox.tell_once(row_id) is False
+    assert await inbox.requeue([row_id]) == [row_id]
+    [again] = await inbox.claim()
+    assert await inbox.retry_later(again, "RuntimeError: the same bug") is False
+    assert await inbox.tell_once(row_id) is False
+    [entry] = await inbox.entries(failed_only=True)
+    assert entry.told_at is not None and entry.last_error == "RuntimeError: the same bug"
+
+
+async def test_a_stored_error_carries_no_secret_nor_the_statement_parameters(sessions: object) -> None:
+    inbox = Inbox(sessions, clock=Clock(), max_attempts=1)  # type: ignore[arg-type]
+    row_id = await inbox.put("slack:Ev1", "slack", {"n": 1})
+    assert row_id is not None
+    item = await inbox.get(row_id)
+    assert item is not None
+    error = ("OperationalError: (psycopg.OperationalError) connection to postgresql://helpdesk:S3cretPw@db:5432/x "
+             "failed; Authorization: Bearer abcdefghijklmnop; client_secret=hunter2hunter2\n"
+             "[SQL: INSERT INTO conversations (text) VALUES (%s)]\n[parameters: ('my password is Tr0ub4dor',)]")
+    assert await inbox.retry_later(item, error) is False
+    [entry] = await inbox.entries(failed_only=True)
+    stored = entry.last_error or ""
+    assert stored.startswith("OperationalError: (psycopg.OperationalError) connection to postgresql://")
+    for leaked in ("S3cretPw", "abcdefghijklmnop", "hunter2hunter2", "Tr0ub4dor", "INSERT INTO"):
+        assert leaked not in stored

@@ -262,10 +262,22 @@ class SlackChannel:
             await self.run_turn(inbound)
         except Exception as exc:
             log.exception("slack turn failed (attempt %d)", item.attempts, extra={"event_id": inbound.event_id})
-            if not await self.inbox.retry_later(item, f"{type(exc).__name__}: {exc}"):
+            # Failed for good: say sorry, once per message (not again after `helpdesk inbox retry`).
+            if not await self.inbox.retry_later(item, f"{type(exc).__name__}: {exc}") \
+                    and await self._first_failure(item.id):
                 await self.say_error(inbound)
             return
         await self.inbox.done(item.id)
+
+    async def _first_failure(self, row_id: int) -> bool:
+        """Is this the first time this message failed for good? A row re-queued by the help desk
+        (`helpdesk inbox retry`) that fails again does not say sorry a second time. When the inbox
+        cannot tell (database down), the person is told: twice is better than never."""
+        try:
+            return await self.inbox.tell_once(row_id)
+        except Exception as exc:
+            log.warning("inbox: could not record that the person was told: %s", type(exc).__name__)
+            return True
 
     def start_inbox(self) -> None:
         """Handle rows left by a stopped process or another replica (`serve` starts this)."""
